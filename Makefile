@@ -1,0 +1,74 @@
+# ngx_gi2_module: build, run, test and benchmark against Debian's stock nginx.
+#
+#   make run     start the example gateway on 127.0.0.1:8080 (make stop ends it)
+#   make test    build everything and run the whole suite with prove
+#   make bench   throughput and memory figures, as ratios to a baseline
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+BUILD := $(TOP)/build
+NGX_SRC ?= /usr/share/nginx/src
+NGINX ?= /usr/sbin/nginx
+MODULE := $(BUILD)/ngx_http_gi2_module.so
+
+# Debian packages the build, the tests and the bench need.
+DEB_BUILD := nginx nginx-dev libpcre2-dev libyajl-dev libutf8proc-dev \
+             libssl-dev zlib1g-dev gcc make pkg-config perl curl
+DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
+             lua-cjson python3
+
+CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c)
+NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
+CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
+               -I ngx_gi2_module -I /usr/include/yajl
+CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc
+WERROR_OPT := -Wall -Wextra -Werror -Wno-unused-parameter \
+              -Wno-missing-field-initializers
+
+.PHONY: all deps deps-bench module unit test run stop bench clean
+
+all: module unit
+
+deps:
+	@bash .ci/deps $(DEB_BUILD)
+
+deps-bench:
+	@bash .ci/deps $(DEB_BUILD) $(DEB_BENCH)
+
+$(BUILD)/nginx-src/Makefile: | deps
+	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
+	cp -a $(NGX_SRC) $(BUILD)/nginx-src
+	cd $(BUILD)/nginx-src && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="-g -O2 -fPIC $(WERROR_OPT)" \
+	    --with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC" \
+	    --add-dynamic-module=$(TOP) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/nginx-src/Makefile $(NGX_SRCS)
+	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
+	cp $(BUILD)/nginx-src/objs/ngx_http_gi2_module.so $@
+
+module: deps $(MODULE)
+
+$(BUILD)/gi2_unit: t/unit/gi2_unit.c $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_unit.c $(CORE_SRCS) $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit
+
+test: module unit
+	prove -v -r t/ 2>&1 | tail -n 400 > $(BUILD)/prove.log; \
+	    rc=$${PIPESTATUS[0]}; cat $(BUILD)/prove.log | grep -v '^ok ' ; exit $$rc
+
+run: module
+	@bash examples/run.sh start
+
+stop:
+	@bash examples/run.sh stop
+
+bench: deps-bench module
+	@bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD)

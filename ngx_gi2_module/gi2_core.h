@@ -1,0 +1,160 @@
+/*
+ * ngx_gi2_module: the nginx-free core.
+ *
+ * Normalizer, JSON request parser and rule matcher.  Nothing here knows
+ * about nginx, so unit tests and fuzzers call it directly.  Memory that must
+ * outlive a call comes from the caller's allocator (an nginx pool in the
+ * module, malloc in tests).
+ */
+
+#ifndef _GI2_CORE_H_INCLUDED_
+#define _GI2_CORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define GI2_OK            0
+#define GI2_ERROR        -1
+#define GI2_EINVAL       -2
+#define GI2_ENOMEM       -3
+
+
+typedef struct {
+    void                *(*alloc)(void *data, size_t size);
+    void                 *data;
+} gi2_alloc_t;
+
+
+typedef struct {
+    const unsigned char  *data;
+    size_t                len;
+} gi2_str_t;
+
+
+/* normalizer */
+
+/*
+ * NFKC, case fold, default-ignorable and format characters removed,
+ * controls and whitespace runs collapsed to one space, trimmed.  Returns
+ * GI2_EINVAL for invalid UTF-8.  The result is NUL-terminated.
+ */
+int gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
+    gi2_alloc_t *a);
+
+/* strict UTF-8 check: no overlongs, no surrogates, nothing past U+10FFFF */
+int gi2_utf8_valid(const unsigned char *p, size_t len);
+
+
+/* JSON request parser */
+
+#define GI2_MAX_DEPTH    128
+
+typedef enum {
+    GI2_F_PROMPT = 0,
+    GI2_F_MODERATION,
+    GI2_F_MODEL,
+    GI2_F_N,
+    GI2_F_SIZE,
+    GI2_F_QUALITY,
+    GI2_F_USER,
+    GI2_F_STREAM,
+    GI2_F_LAST
+} gi2_field_e;
+
+typedef enum {
+    GI2_T_NONE = 0,       /* absent */
+    GI2_T_STRING,
+    GI2_T_NUMBER,
+    GI2_T_BOOL,
+    GI2_T_NULL,
+    GI2_T_COMPOUND        /* object or array */
+} gi2_type_e;
+
+typedef struct {
+    gi2_type_e            type;
+    gi2_str_t             value;      /* decoded string or number text */
+    uint64_t              key_end;    /* body offset just after the key */
+    uint64_t              value_end;  /* body offset just after a scalar */
+} gi2_field_t;
+
+typedef struct {
+    gi2_field_t           field[GI2_F_LAST];
+    uint64_t              length;     /* bytes fed */
+
+    /* set when parsing fails: a message for the client, and the param */
+    const char           *error;
+    const char           *param;
+} gi2_req_t;
+
+typedef struct gi2_req_parser_s  gi2_req_parser_t;
+
+gi2_req_parser_t *gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a);
+int gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
+    size_t len);
+int gi2_req_parser_finish(gi2_req_parser_t *p);
+void gi2_req_parser_destroy(gi2_req_parser_t *p);
+
+const char *gi2_field_name(gi2_field_e f);
+
+
+/* rules */
+
+#define GI2_ACTION_DENY   1
+#define GI2_ACTION_FLAG   2
+
+typedef struct {
+    const char           *id;
+    const char           *category;
+    int                   action;
+    unsigned              keywords:1;  /* a gi2_keywords list */
+    unsigned              prefilter:1; /* a regex gated by its literals */
+    void                 *re;          /* pcre2_code_8 * */
+} gi2_rule_t;
+
+typedef struct gi2_ruleset_s  gi2_ruleset_t;
+
+gi2_ruleset_t *gi2_ruleset_create(void);
+void gi2_ruleset_free(gi2_ruleset_t *rs);
+
+/*
+ * Both return the rule's index, or GI2_ERROR with a message in err.
+ * Strings are copied.
+ */
+int gi2_ruleset_add_regex(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, const unsigned char *pattern, size_t len,
+    char *err, size_t errlen);
+int gi2_ruleset_add_keywords(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, char *err, size_t errlen);
+
+/* one keyword or phrase of the list rule `rule`; it is normalized here */
+int gi2_ruleset_add_keyword(gi2_ruleset_t *rs, int rule,
+    const unsigned char *kw, size_t len, char *err, size_t errlen);
+
+/* build the automaton; no rules may be added afterwards */
+int gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen);
+
+/*
+ * The literals a regex cannot match without: one per top-level branch,
+ * ASCII, lowercased, written into buf (len bytes).  Returns how many, or
+ * 0 when some branch has none worth gating on: the regex then always runs.
+ */
+int gi2_regex_literals(const unsigned char *pattern, size_t len,
+    gi2_str_t *lits, size_t max, unsigned char *buf);
+
+size_t gi2_ruleset_count(gi2_ruleset_t *rs);
+const gi2_rule_t *gi2_ruleset_rule(gi2_ruleset_t *rs, size_t i);
+size_t gi2_ruleset_memory(gi2_ruleset_t *rs);
+
+/*
+ * Match normalized text.  Writes the indexes of matching rules, in rule
+ * order, into hits (room for gi2_ruleset_count() entries) and returns how
+ * many, or GI2_ERROR (a regex resource limit: the caller must not treat
+ * the text as clean).  Not reentrant: one ruleset serves one thread.
+ */
+int gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text,
+    size_t len, unsigned *hits);
+
+
+#endif /* _GI2_CORE_H_INCLUDED_ */
