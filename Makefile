@@ -47,7 +47,7 @@ $(BUILD)/nginx-src/Makefile: | deps
 
 $(MODULE): $(BUILD)/nginx-src/Makefile $(NGX_SRCS)
 	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
-	cp $(BUILD)/nginx-src/objs/ngx_http_gi2_module.so $@
+	cp $(BUILD)/nginx-src/objs/ngx_http_gi2_module.so $@.tmp && mv -f $@.tmp $@
 
 module: deps $(MODULE)
 

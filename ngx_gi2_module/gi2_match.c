@@ -1,0 +1,1101 @@
+/*
+ * ngx_gi2_module: rule matcher.
+ *
+ * One pass of an Aho-Corasick automaton over the normalized prompt finds
+ * every keyword of every gi2_keywords list and every literal a gi2_rule
+ * regex cannot match without; only the regexes whose literal appeared (and
+ * those with no usable literal) then run.  A clean prompt thus costs one
+ * table walk, however many rules and keywords are configured.
+ *
+ * The automaton is a full DFA over byte classes: bytes that occur in no
+ * pattern share one class.  The top bit of a transition marks a state
+ * that ends a pattern, so the scan loop tests one word per byte.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <utf8proc.h>
+
+#include "gi2_core.h"
+
+
+#define GI2_OUT_BIT        0x80000000u
+#define GI2_MAX_TABLE      (512u * 1024 * 1024)
+#define GI2_MIN_LITERAL    2
+#define GI2_MAX_BRANCHES   16
+
+#define GI2_PAT_LITERAL    0x01    /* gates a regex */
+#define GI2_PAT_LEFT       0x02    /* a word boundary is needed before */
+#define GI2_PAT_RIGHT      0x04    /* and after */
+
+
+typedef struct {
+    unsigned char        *data;
+    size_t                len;
+    unsigned              rule;
+    unsigned              flags;
+    uint32_t              next;      /* next pattern ending here, + 1 */
+} gi2_pat_t;
+
+typedef struct {
+    uint32_t              child;     /* first child, + 1 */
+    uint32_t              sibling;   /* next sibling, + 1 */
+    unsigned char         byte;
+} gi2_node_t;
+
+struct gi2_ruleset_s {
+    gi2_rule_t           *rules;
+    size_t                nrules;
+    size_t                arules;
+
+    gi2_pat_t            *pats;
+    size_t                npats;
+    size_t                apats;
+
+    gi2_node_t           *nodes;     /* the trie while building */
+    size_t                nnodes;
+    size_t                anodes;
+
+    uint32_t             *delta;     /* nstates x nclasses */
+    uint32_t             *out;       /* first pattern ending here, + 1 */
+    uint32_t             *dict;      /* nearest suffix state with output */
+    unsigned              nclasses;
+    unsigned char         cls[256];
+
+    unsigned char        *cand;      /* per match: regexes to run */
+    unsigned char        *seen;      /* per match: rules hit */
+
+    pcre2_match_data     *md;
+    pcre2_match_context  *mctx;
+    pcre2_jit_stack      *jit;
+
+    size_t                memory;
+    unsigned              compiled:1;
+};
+
+
+static int gi2_grow(void **p, size_t *alloc, size_t n, size_t size);
+static int gi2_add_rule(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, char *err, size_t errlen);
+static int gi2_add_pattern(gi2_ruleset_t *rs, unsigned rule,
+    const unsigned char *s, size_t len, unsigned flags);
+static long gi2_skip_group(const unsigned char *p, size_t len, size_t i);
+static long gi2_skip_class(const unsigned char *p, size_t len, size_t i);
+static long gi2_skip_quantifier(const unsigned char *p, size_t len,
+    size_t i);
+static int gi2_is_word_char(int32_t c);
+static int gi2_is_continuous_script(int32_t c);
+static int32_t gi2_char_before(const unsigned char *text, size_t pos);
+static int32_t gi2_char_at(const unsigned char *text, size_t len,
+    size_t pos);
+static void *gi2_malloc(void *data, size_t size);
+
+
+static char *
+gi2_strdup(const char *s)
+{
+    size_t   n;
+    char    *d;
+
+    n = strlen(s) + 1;
+    d = malloc(n);
+    if (d != NULL) {
+        memcpy(d, s, n);
+    }
+
+    return d;
+}
+
+
+gi2_ruleset_t *
+gi2_ruleset_create(void)
+{
+    gi2_ruleset_t  *rs;
+
+    rs = calloc(1, sizeof(gi2_ruleset_t));
+
+    return rs;
+}
+
+
+void
+gi2_ruleset_free(gi2_ruleset_t *rs)
+{
+    size_t  i;
+
+    if (rs == NULL) {
+        return;
+    }
+
+    for (i = 0; i < rs->nrules; i++) {
+        free((char *) rs->rules[i].id);
+        free((char *) rs->rules[i].category);
+        pcre2_code_free(rs->rules[i].re);
+    }
+
+    for (i = 0; i < rs->npats; i++) {
+        free(rs->pats[i].data);
+    }
+
+    free(rs->rules);
+    free(rs->pats);
+    free(rs->nodes);
+    free(rs->delta);
+    free(rs->out);
+    free(rs->dict);
+    free(rs->cand);
+    free(rs->seen);
+    pcre2_match_data_free(rs->md);
+    pcre2_match_context_free(rs->mctx);
+    pcre2_jit_stack_free(rs->jit);
+    free(rs);
+}
+
+
+size_t
+gi2_ruleset_count(gi2_ruleset_t *rs)
+{
+    return rs->nrules;
+}
+
+
+const gi2_rule_t *
+gi2_ruleset_rule(gi2_ruleset_t *rs, size_t i)
+{
+    return (i < rs->nrules) ? &rs->rules[i] : NULL;
+}
+
+
+size_t
+gi2_ruleset_memory(gi2_ruleset_t *rs)
+{
+    return rs->memory;
+}
+
+
+static int
+gi2_grow(void **p, size_t *alloc, size_t n, size_t size)
+{
+    size_t   a;
+    void    *np;
+
+    if (n < *alloc) {
+        return GI2_OK;
+    }
+
+    a = *alloc ? *alloc * 2 : 16;
+    np = realloc(*p, a * size);
+    if (np == NULL) {
+        return GI2_ENOMEM;
+    }
+
+    *p = np;
+    *alloc = a;
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_add_rule(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, char *err, size_t errlen)
+{
+    gi2_rule_t  *r;
+
+    if (rs->compiled) {
+        snprintf(err, errlen, "rule set already compiled");
+        return GI2_ERROR;
+    }
+
+    if (gi2_grow((void **) &rs->rules, &rs->arules, rs->nrules,
+                 sizeof(gi2_rule_t)) != GI2_OK)
+    {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    r = &rs->rules[rs->nrules];
+    memset(r, 0, sizeof(gi2_rule_t));
+
+    r->id = gi2_strdup(id);
+    r->category = gi2_strdup(category);
+    r->action = action;
+
+    if (r->id == NULL || r->category == NULL) {
+        free((char *) r->id);
+        free((char *) r->category);
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    return (int) rs->nrules++;
+}
+
+
+int
+gi2_ruleset_add_regex(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, const unsigned char *pattern, size_t len,
+    char *err, size_t errlen)
+{
+    int              idx, rc, n, i;
+    size_t           off;
+    pcre2_code      *re;
+    unsigned char   *buf;
+    gi2_str_t        lits[GI2_MAX_BRANCHES];
+    PCRE2_UCHAR      msg[256];
+
+    re = pcre2_compile(pattern, len,
+                       PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS
+                       | PCRE2_NEVER_BACKSLASH_C,
+                       &rc, &off, NULL);
+    if (re == NULL) {
+        pcre2_get_error_message(rc, msg, sizeof(msg));
+        snprintf(err, errlen, "%s at offset %zu", (char *) msg, off);
+        return GI2_ERROR;
+    }
+
+    /* without JIT the interpreter still matches, only slower */
+    (void) pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+
+    idx = gi2_add_rule(rs, id, action, category, err, errlen);
+    if (idx < 0) {
+        pcre2_code_free(re);
+        return GI2_ERROR;
+    }
+
+    rs->rules[idx].re = re;
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    n = gi2_regex_literals(pattern, len, lits, GI2_MAX_BRANCHES, buf);
+
+    for (i = 0; i < n; i++) {
+        if (gi2_add_pattern(rs, idx, lits[i].data, lits[i].len,
+                            GI2_PAT_LITERAL) != GI2_OK)
+        {
+            free(buf);
+            snprintf(err, errlen, "out of memory");
+            return GI2_ERROR;
+        }
+    }
+
+    free(buf);
+
+    rs->rules[idx].prefilter = (n > 0);
+
+    return idx;
+}
+
+
+int
+gi2_ruleset_add_keywords(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, char *err, size_t errlen)
+{
+    int  idx;
+
+    idx = gi2_add_rule(rs, id, action, category, err, errlen);
+    if (idx >= 0) {
+        rs->rules[idx].keywords = 1;
+    }
+
+    return idx;
+}
+
+
+int
+gi2_ruleset_add_keyword(gi2_ruleset_t *rs, int rule, const unsigned char *kw,
+    size_t len, char *err, size_t errlen)
+{
+    int           rc;
+    unsigned      flags;
+    int32_t       c;
+    gi2_str_t     norm;
+    gi2_alloc_t   a;
+
+    if (rule < 0 || (size_t) rule >= rs->nrules
+        || !rs->rules[rule].keywords || rs->compiled)
+    {
+        snprintf(err, errlen, "not a keyword list");
+        return GI2_ERROR;
+    }
+
+    a.alloc = gi2_malloc;
+    a.data = NULL;
+
+    rc = gi2_normalize(kw, len, &norm, &a);
+    if (rc == GI2_EINVAL) {
+        snprintf(err, errlen, "invalid UTF-8");
+        return GI2_ERROR;
+    }
+
+    if (rc != GI2_OK) {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    if (norm.len == 0) {
+        free((void *) norm.data);
+        snprintf(err, errlen, "empty after normalization");
+        return GI2_ERROR;
+    }
+
+    flags = 0;
+
+    c = gi2_char_at(norm.data, norm.len, 0);
+    if (gi2_is_word_char(c) && !gi2_is_continuous_script(c)) {
+        flags |= GI2_PAT_LEFT;
+    }
+
+    c = gi2_char_before(norm.data, norm.len);
+    if (gi2_is_word_char(c) && !gi2_is_continuous_script(c)) {
+        flags |= GI2_PAT_RIGHT;
+    }
+
+    rc = gi2_add_pattern(rs, rule, norm.data, norm.len, flags);
+
+    free((void *) norm.data);
+
+    if (rc != GI2_OK) {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    return GI2_OK;
+}
+
+
+static void *
+gi2_malloc(void *data, size_t size)
+{
+    (void) data;
+
+    return malloc(size);
+}
+
+
+static int
+gi2_add_pattern(gi2_ruleset_t *rs, unsigned rule, const unsigned char *s,
+    size_t len, unsigned flags)
+{
+    gi2_pat_t  *p;
+
+    if (gi2_grow((void **) &rs->pats, &rs->apats, rs->npats,
+                 sizeof(gi2_pat_t)) != GI2_OK)
+    {
+        return GI2_ENOMEM;
+    }
+
+    p = &rs->pats[rs->npats];
+
+    p->data = malloc(len);
+    if (p->data == NULL) {
+        return GI2_ENOMEM;
+    }
+
+    memcpy(p->data, s, len);
+    p->len = len;
+    p->rule = rule;
+    p->flags = flags;
+    p->next = 0;
+
+    rs->npats++;
+
+    return GI2_OK;
+}
+
+
+/* the trie, then the DFA: goto where the trie has an edge, else fail's */
+
+static long
+gi2_trie_child(gi2_ruleset_t *rs, uint32_t node, unsigned char b, int add)
+{
+    uint32_t     c;
+    gi2_node_t  *n;
+
+    for (c = rs->nodes[node].child; c; c = rs->nodes[c - 1].sibling) {
+        if (rs->nodes[c - 1].byte == b) {
+            return c - 1;
+        }
+    }
+
+    if (!add) {
+        return -1;
+    }
+
+    if (gi2_grow((void **) &rs->nodes, &rs->anodes, rs->nnodes,
+                 sizeof(gi2_node_t)) != GI2_OK)
+    {
+        return -2;
+    }
+
+    n = &rs->nodes[rs->nnodes];
+    n->child = 0;
+    n->byte = b;
+    n->sibling = rs->nodes[node].child;
+    rs->nodes[node].child = (uint32_t) rs->nnodes + 1;
+
+    return (long) rs->nnodes++;
+}
+
+
+int
+gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen)
+{
+    size_t       i, j, k, head, tail, ns, nc;
+    uint32_t     s, u, v, f, c, *queue, *fail;
+    long         r;
+    gi2_pat_t   *p;
+
+    if (rs->compiled) {
+        return GI2_OK;
+    }
+
+    rs->compiled = 1;
+
+    rs->cand = calloc(rs->nrules + 1, 1);
+    rs->seen = calloc(rs->nrules + 1, 1);
+    rs->md = pcre2_match_data_create(1, NULL);
+    rs->mctx = pcre2_match_context_create(NULL);
+    rs->jit = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+
+    if (rs->cand == NULL || rs->seen == NULL || rs->md == NULL
+        || rs->mctx == NULL || rs->jit == NULL)
+    {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    pcre2_jit_stack_assign(rs->mctx, NULL, rs->jit);
+
+    if (rs->npats == 0) {
+        return GI2_OK;
+    }
+
+    /* byte classes: 0 for bytes no pattern has */
+
+    memset(rs->cls, 0, sizeof(rs->cls));
+
+    for (i = 0; i < rs->npats; i++) {
+        for (j = 0; j < rs->pats[i].len; j++) {
+            rs->cls[rs->pats[i].data[j]] = 1;
+        }
+    }
+
+    nc = 1;
+
+    for (i = 0; i < 256; i++) {
+        if (rs->cls[i]) {
+            rs->cls[i] = (unsigned char) nc++;
+        }
+    }
+
+    rs->nclasses = (unsigned) nc;
+
+    /* the trie; node 0 is the root */
+
+    rs->nnodes = 0;
+
+    if (gi2_grow((void **) &rs->nodes, &rs->anodes, 0, sizeof(gi2_node_t))
+        != GI2_OK)
+    {
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    memset(&rs->nodes[0], 0, sizeof(gi2_node_t));
+    rs->nnodes = 1;
+
+    /* the end state of each pattern goes into its "next" for now */
+
+    for (i = 0; i < rs->npats; i++) {
+        p = &rs->pats[i];
+        s = 0;
+
+        for (j = 0; j < p->len; j++) {
+            r = gi2_trie_child(rs, s, p->data[j], 1);
+            if (r < 0) {
+                snprintf(err, errlen, "out of memory");
+                return GI2_ERROR;
+            }
+
+            s = (uint32_t) r;
+        }
+
+        p->next = s;
+    }
+
+    ns = rs->nnodes;
+
+    if (ns >= GI2_OUT_BIT || ns * nc > GI2_MAX_TABLE / sizeof(uint32_t)) {
+        snprintf(err, errlen, "too many keywords: %zu states", ns);
+        return GI2_ERROR;
+    }
+
+    rs->delta = malloc(ns * nc * sizeof(uint32_t));
+    rs->out = calloc(ns, sizeof(uint32_t));
+    rs->dict = calloc(ns, sizeof(uint32_t));
+    queue = malloc(ns * sizeof(uint32_t));
+    fail = calloc(ns, sizeof(uint32_t));
+
+    if (rs->delta == NULL || rs->out == NULL || rs->dict == NULL
+        || queue == NULL || fail == NULL)
+    {
+        free(queue);
+        free(fail);
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    rs->memory = ns * nc * sizeof(uint32_t) + 2 * ns * sizeof(uint32_t);
+
+    for (i = rs->npats; i > 0; i--) {
+        p = &rs->pats[i - 1];
+        s = p->next;
+        p->next = rs->out[s];
+        rs->out[s] = (uint32_t) i;
+    }
+
+    /* breadth first: a state's fail link is complete before its children */
+
+    head = 0;
+    tail = 0;
+
+    for (k = 0; k < nc; k++) {
+        rs->delta[k] = 0;
+    }
+
+    for (c = rs->nodes[0].child; c; c = rs->nodes[c - 1].sibling) {
+        v = c - 1;
+        rs->delta[rs->cls[rs->nodes[v].byte]] = v;
+        fail[v] = 0;
+        queue[tail++] = v;
+    }
+
+    while (head < tail) {
+        u = queue[head++];
+        f = fail[u];
+
+        memcpy(&rs->delta[(size_t) u * nc], &rs->delta[(size_t) f * nc],
+               nc * sizeof(uint32_t));
+
+        rs->dict[u] = rs->out[f] ? f : rs->dict[f];
+
+        for (c = rs->nodes[u].child; c; c = rs->nodes[c - 1].sibling) {
+            v = c - 1;
+            k = rs->cls[rs->nodes[v].byte];
+            fail[v] = rs->delta[(size_t) f * nc + k];
+            rs->delta[(size_t) u * nc + k] = v;
+            queue[tail++] = v;
+        }
+    }
+
+    /* mark transitions into states that end a pattern */
+
+    for (i = 0; i < ns * nc; i++) {
+        v = rs->delta[i];
+
+        if (rs->out[v] || rs->dict[v]) {
+            rs->delta[i] = v | GI2_OUT_BIT;
+        }
+    }
+
+    free(queue);
+    free(fail);
+    free(rs->nodes);
+    rs->nodes = NULL;
+    rs->anodes = 0;
+    rs->nnodes = 0;
+
+    return GI2_OK;
+}
+
+
+static void
+gi2_output(gi2_ruleset_t *rs, uint32_t s, const unsigned char *text,
+    size_t len, size_t end)
+{
+    uint32_t    x;
+    size_t      start;
+    gi2_pat_t  *p;
+
+    for ( ; s; s = rs->dict[s]) {
+        for (x = rs->out[s]; x; x = p->next) {
+            p = &rs->pats[x - 1];
+
+            if (p->flags & GI2_PAT_LITERAL) {
+                rs->cand[p->rule] = 1;
+                continue;
+            }
+
+            if (rs->seen[p->rule]) {
+                continue;
+            }
+
+            start = end - p->len;
+
+            if ((p->flags & GI2_PAT_LEFT) && start > 0
+                && gi2_is_word_char(gi2_char_before(text, start)))
+            {
+                continue;
+            }
+
+            if ((p->flags & GI2_PAT_RIGHT) && end < len
+                && gi2_is_word_char(gi2_char_at(text, len, end)))
+            {
+                continue;
+            }
+
+            rs->seen[p->rule] = 1;
+        }
+    }
+}
+
+
+int
+gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
+    unsigned *hits)
+{
+    int            rc, n;
+    size_t         i, nc;
+    uint32_t       s;
+    gi2_rule_t    *r;
+    const uint32_t *delta;
+
+    memset(rs->cand, 0, rs->nrules);
+    memset(rs->seen, 0, rs->nrules);
+
+    if (rs->delta != NULL) {
+        delta = rs->delta;
+        nc = rs->nclasses;
+        s = 0;
+
+        for (i = 0; i < len; i++) {
+            s = delta[(size_t) s * nc + rs->cls[text[i]]];
+
+            if (s & GI2_OUT_BIT) {
+                s &= ~GI2_OUT_BIT;
+                gi2_output(rs, s, text, len, i + 1);
+            }
+        }
+    }
+
+    n = 0;
+
+    for (i = 0; i < rs->nrules; i++) {
+        r = &rs->rules[i];
+
+        if (r->keywords) {
+            if (rs->seen[i]) {
+                hits[n++] = (unsigned) i;
+            }
+
+            continue;
+        }
+
+        if (r->prefilter && !rs->cand[i]) {
+            continue;
+        }
+
+        rc = pcre2_match(r->re, text, len, 0, PCRE2_NO_UTF_CHECK, rs->md,
+                         rs->mctx);
+
+        /* a resource limit counts as a match: never fail open */
+
+        if (rc != PCRE2_ERROR_NOMATCH) {
+            hits[n++] = (unsigned) i;
+        }
+    }
+
+    return n;
+}
+
+
+/* literal extraction from a regex, conservative: when unsure, give up */
+
+int
+gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
+    size_t max, unsigned char *buf)
+{
+    size_t          i, w, run, best, bestlen, nb;
+    long            j;
+    unsigned char   c, q;
+
+    i = 0;
+    w = 0;
+    run = 0;
+    best = 0;
+    bestlen = 0;
+    nb = 0;
+
+#define gi2_close_run()                                                       \
+    if (w - run > bestlen) {                                                  \
+        best = run;                                                           \
+        bestlen = w - run;                                                    \
+    }                                                                         \
+    run = w
+
+    for ( ;; ) {
+        if (i == len || p[i] == '|') {
+            gi2_close_run();
+
+            if (bestlen < GI2_MIN_LITERAL || nb == max) {
+                return 0;
+            }
+
+            lits[nb].data = buf + best;
+            lits[nb].len = bestlen;
+            nb++;
+
+            if (i == len) {
+                return (int) nb;
+            }
+
+            /* the next branch writes after what is kept */
+            i++;
+            run = best = w;
+            bestlen = 0;
+            continue;
+        }
+
+        c = p[i];
+
+        switch (c) {
+
+        case '(':
+            if (i + 2 < len && p[i + 1] == '*' && p[i + 2] == 'A') {
+                return 0;    /* (*ACCEPT) ends a match early */
+            }
+
+            if (i + 2 < len && p[i + 1] == '?' && p[i + 2] == '#') {
+                while (i < len && p[i] != ')') {
+                    i++;
+                }
+
+                if (i == len) {
+                    return 0;
+                }
+
+                gi2_close_run();
+                i++;
+                continue;
+            }
+
+            if (i + 1 < len && p[i + 1] == '?') {
+                for (j = (long) i + 2; (size_t) j < len; j++) {
+                    q = p[j];
+
+                    if (q == 'x' || q == 'n') {
+                        return 0;
+                    }
+
+                    if (!((q >= 'a' && q <= 'z') || (q >= 'A' && q <= 'Z')
+                          || q == '-' || q == '^'))
+                    {
+                        break;
+                    }
+                }
+            }
+
+            j = gi2_skip_group(p, len, i);
+            if (j < 0) {
+                return 0;
+            }
+
+            gi2_close_run();
+            i = (size_t) j;
+            continue;
+
+        case ')':
+            return 0;
+
+        case '[':
+            j = gi2_skip_class(p, len, i);
+            if (j < 0) {
+                return 0;
+            }
+
+            gi2_close_run();
+            i = (size_t) j;
+            continue;
+
+        case '{':
+            j = gi2_skip_quantifier(p, len, i);
+            if (j < 0) {
+                return 0;
+            }
+
+            gi2_close_run();
+            i = (size_t) j;
+            continue;
+
+        case '*':
+        case '+':
+        case '?':
+        case '.':
+        case '^':
+        case '$':
+            gi2_close_run();
+            i++;
+            continue;
+
+        case '\\':
+            if (i + 1 == len) {
+                return 0;
+            }
+
+            q = p[i + 1];
+
+            if (q >= 0x80) {
+                return 0;
+            }
+
+            if ((q >= '0' && q <= '9') || (q >= 'a' && q <= 'z')
+                || (q >= 'A' && q <= 'Z'))
+            {
+                if (strchr("xocpPNgkQEuU0123456789", q) != NULL) {
+                    return 0;
+                }
+
+                gi2_close_run();
+                i += 2;
+                continue;
+            }
+
+            c = q;
+            i += 2;
+            break;
+
+        default:
+            if (c >= 0x80 || c < 0x20) {
+                gi2_close_run();
+                i++;
+                continue;
+            }
+
+            i++;
+            break;
+        }
+
+        /* c is a literal character: is it optional? */
+
+        if (i < len && (p[i] == '*' || p[i] == '?' || p[i] == '{')) {
+            gi2_close_run();
+            continue;
+        }
+
+        if (c >= 'A' && c <= 'Z') {
+            c |= 0x20;
+        }
+
+        buf[w++] = c;
+
+        if (i < len && p[i] == '+') {
+            gi2_close_run();
+        }
+    }
+
+#undef gi2_close_run
+}
+
+
+static long
+gi2_skip_class(const unsigned char *p, size_t len, size_t i)
+{
+    i++;
+
+    if (i < len && p[i] == '^') {
+        i++;
+    }
+
+    if (i < len && p[i] == ']') {
+        i++;
+    }
+
+    while (i < len) {
+        if (p[i] == '\\') {
+            if (i + 1 < len && (p[i + 1] == 'Q' || p[i + 1] == 'E')) {
+                return -1;
+            }
+
+            i += 2;
+            continue;
+        }
+
+        if (p[i] == '[' && i + 1 < len && p[i + 1] == ':') {
+            for (i += 2; i + 1 < len; i++) {
+                if (p[i] == ':' && p[i + 1] == ']') {
+                    break;
+                }
+            }
+
+            i += 2;
+            continue;
+        }
+
+        if (p[i] == ']') {
+            return (long) i + 1;
+        }
+
+        i++;
+    }
+
+    return -1;
+}
+
+
+static long
+gi2_skip_group(const unsigned char *p, size_t len, size_t i)
+{
+    int   depth;
+    long  j;
+
+    depth = 0;
+
+    while (i < len) {
+        switch (p[i]) {
+
+        case '\\':
+            if (i + 1 < len && (p[i + 1] == 'Q' || p[i + 1] == 'E')) {
+                return -1;
+            }
+
+            i += 2;
+            continue;
+
+        case '[':
+            j = gi2_skip_class(p, len, i);
+            if (j < 0) {
+                return -1;
+            }
+
+            i = (size_t) j;
+            continue;
+
+        case '(':
+            depth++;
+            break;
+
+        case ')':
+            if (--depth == 0) {
+                return (long) i + 1;
+            }
+
+            break;
+        }
+
+        i++;
+    }
+
+    return -1;
+}
+
+
+static long
+gi2_skip_quantifier(const unsigned char *p, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (p[i] == '}') {
+            return (long) i + 1;
+        }
+
+        if (!((p[i] >= '0' && p[i] <= '9') || p[i] == ',' || p[i] == ' ')) {
+            return -1;
+        }
+    }
+
+    return -1;
+}
+
+
+/* word boundaries for keywords, as \b with Unicode properties sees them */
+
+static int
+gi2_is_word_char(int32_t c)
+{
+    int  cat;
+
+    if (c < 0) {
+        return 0;
+    }
+
+    if (c < 0x80) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '_';
+    }
+
+    cat = utf8proc_category(c);
+
+    return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ME)
+           || (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO)
+           || cat == UTF8PROC_CATEGORY_PC;
+}
+
+
+/* scripts written without spaces between words: no boundary needed */
+
+static int
+gi2_is_continuous_script(int32_t c)
+{
+    return (c >= 0x0e00 && c <= 0x0eff)        /* Thai, Lao */
+           || (c >= 0x0f00 && c <= 0x0fff)     /* Tibetan */
+           || (c >= 0x1000 && c <= 0x109f)     /* Myanmar */
+           || (c >= 0x1780 && c <= 0x17ff)     /* Khmer */
+           || (c >= 0x2e80 && c <= 0x2fdf)     /* CJK radicals */
+           || (c >= 0x3005 && c <= 0x3007)
+           || (c >= 0x3021 && c <= 0x3029)
+           || (c >= 0x3040 && c <= 0x31ff)     /* kana, bopomofo */
+           || (c >= 0x3400 && c <= 0x4dbf)
+           || (c >= 0x4e00 && c <= 0x9fff)
+           || (c >= 0xf900 && c <= 0xfaff)
+           || (c >= 0x20000 && c <= 0x3ffff);
+}
+
+
+static int32_t
+gi2_char_at(const unsigned char *text, size_t len, size_t pos)
+{
+    utf8proc_int32_t  c;
+
+    if (pos >= len) {
+        return -1;
+    }
+
+    if (text[pos] < 0x80) {
+        return text[pos];
+    }
+
+    if (utf8proc_iterate(text + pos, (utf8proc_ssize_t) (len - pos), &c)
+        < 0)
+    {
+        return -1;
+    }
+
+    return c;
+}
+
+
+static int32_t
+gi2_char_before(const unsigned char *text, size_t pos)
+{
+    size_t  start;
+
+    if (pos == 0) {
+        return -1;
+    }
+
+    start = pos - 1;
+
+    while (start > 0 && (text[start] & 0xc0) == 0x80 && pos - start < 4) {
+        start--;
+    }
+
+    return gi2_char_at(text, pos, start);
+}

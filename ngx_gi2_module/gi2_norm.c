@@ -1,0 +1,239 @@
+/*
+ * ngx_gi2_module: prompt normalizer.
+ *
+ * Rules are matched against one canonical form so that width, case,
+ * invisible characters and spacing tricks cannot hide a word: NFKC with
+ * case folding (utf8proc), format and default-ignorable characters
+ * dropped, controls and whitespace runs folded to one space.
+ */
+
+#include <string.h>
+#include <utf8proc.h>
+
+#include "gi2_core.h"
+
+
+#define GI2_NORM_OPTIONS  (UTF8PROC_STABLE | UTF8PROC_DECOMPOSE              \
+                           | UTF8PROC_COMPAT | UTF8PROC_CASEFOLD             \
+                           | UTF8PROC_IGNORE)
+
+
+static int gi2_normalize_ascii(const unsigned char *in, size_t len,
+    gi2_str_t *out, gi2_alloc_t *a);
+static int gi2_is_space(utf8proc_int32_t c);
+
+
+int
+gi2_utf8_valid(const unsigned char *p, size_t len)
+{
+    size_t          i, n;
+    uint32_t        c, min;
+    unsigned char   b;
+
+    i = 0;
+
+    while (i < len) {
+        b = p[i];
+
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+
+        if (b >= 0xc2 && b <= 0xdf) {
+            n = 1; c = b & 0x1f; min = 0x80;
+
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2; c = b & 0x0f; min = 0x800;
+
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3; c = b & 0x07; min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if (len - i <= n) {
+            return 0;
+        }
+
+        for (i++; n; n--, i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
+    gi2_alloc_t *a)
+{
+    size_t              i, cap;
+    unsigned char      *dst;
+    utf8proc_int32_t   *buf, c;
+    utf8proc_ssize_t    n, m, j;
+    int                 space, cat;
+
+    for (i = 0; i < len; i++) {
+        if (in[i] >= 0x80) {
+            break;
+        }
+    }
+
+    if (i == len) {
+        return gi2_normalize_ascii(in, len, out, a);
+    }
+
+    if (!gi2_utf8_valid(in, len)) {
+        return GI2_EINVAL;
+    }
+
+    /* decomposition seldom more than doubles; retry once with the size */
+
+    cap = len * 2 + 16;
+
+    for ( ;; ) {
+        buf = a->alloc(a->data, cap * sizeof(utf8proc_int32_t) + 1);
+        if (buf == NULL) {
+            return GI2_ENOMEM;
+        }
+
+        n = utf8proc_decompose(in, (utf8proc_ssize_t) len, buf,
+                               (utf8proc_ssize_t) cap, GI2_NORM_OPTIONS);
+        if (n < 0) {
+            return (n == UTF8PROC_ERROR_NOMEM) ? GI2_ENOMEM : GI2_EINVAL;
+        }
+
+        if ((size_t) n <= cap) {
+            break;
+        }
+
+        cap = (size_t) n;
+    }
+
+    /* drop format characters, fold controls and white space runs */
+
+    m = 0;
+    space = 1;
+
+    for (j = 0; j < n; j++) {
+        c = buf[j];
+        cat = utf8proc_category(c);
+
+        if (cat == UTF8PROC_CATEGORY_CF) {
+            continue;
+        }
+
+        if (gi2_is_space(c) || cat == UTF8PROC_CATEGORY_CC) {
+            if (!space) {
+                buf[m++] = ' ';
+                space = 1;
+            }
+
+            continue;
+        }
+
+        buf[m++] = c;
+        space = 0;
+    }
+
+    if (m && buf[m - 1] == ' ') {
+        m--;
+    }
+
+    m = utf8proc_normalize_utf32(buf, m,
+                                 UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        return GI2_EINVAL;
+    }
+
+    /* re-encoding in place: four bytes a code point always fit */
+
+    m = utf8proc_reencode(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        return GI2_EINVAL;
+    }
+
+    dst = (unsigned char *) buf;
+    dst[m] = '\0';
+
+    out->data = dst;
+    out->len = (size_t) m;
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_normalize_ascii(const unsigned char *in, size_t len, gi2_str_t *out,
+    gi2_alloc_t *a)
+{
+    size_t          i, m;
+    unsigned char  *dst, c;
+    int             space;
+
+    dst = a->alloc(a->data, len + 1);
+    if (dst == NULL) {
+        return GI2_ENOMEM;
+    }
+
+    m = 0;
+    space = 1;
+
+    for (i = 0; i < len; i++) {
+        c = in[i];
+
+        if (c <= 0x20 || c == 0x7f) {
+            if (!space) {
+                dst[m++] = ' ';
+                space = 1;
+            }
+
+            continue;
+        }
+
+        if (c >= 'A' && c <= 'Z') {
+            c |= 0x20;
+        }
+
+        dst[m++] = c;
+        space = 0;
+    }
+
+    if (m && dst[m - 1] == ' ') {
+        m--;
+    }
+
+    dst[m] = '\0';
+
+    out->data = dst;
+    out->len = m;
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_is_space(utf8proc_int32_t c)
+{
+    int  cat;
+
+    if (c == ' ' || (c >= 0x09 && c <= 0x0d) || c == 0x85) {
+        return 1;
+    }
+
+    cat = utf8proc_category(c);
+
+    return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL
+           || cat == UTF8PROC_CATEGORY_ZP;
+}

@@ -1,0 +1,384 @@
+/*
+ * ngx_gi2_module: streaming JSON request parser (yajl).
+ *
+ * Fed the body chunk by chunk as it arrives.  Keeps the top-level fields
+ * the policy and the audit need, with the byte offsets a rewrite needs,
+ * and refuses anything ambiguous: duplicate keys, wrong types, invalid
+ * UTF-8, a root that is not an object, absurd nesting.
+ */
+
+#include <string.h>
+#include <yajl_parse.h>
+
+#include "gi2_core.h"
+
+
+struct gi2_req_parser_s {
+    yajl_handle           yajl;
+    gi2_req_t            *req;
+    gi2_alloc_t          *alloc;
+    uint64_t              base;       /* body offset of the current chunk */
+    int                   depth;
+    int                   key;        /* field of the pending top key */
+    unsigned              root:1;
+    unsigned              done:1;
+};
+
+
+static const char  *gi2_field_names[GI2_F_LAST] = {
+    "prompt", "moderation", "model", "n", "size", "quality", "user",
+    "stream"
+};
+
+
+static int gi2_req_value(gi2_req_parser_t *p, gi2_type_e type,
+    const unsigned char *s, size_t len);
+static int gi2_req_null(void *ctx);
+static int gi2_req_boolean(void *ctx, int b);
+static int gi2_req_number(void *ctx, const char *s, size_t len);
+static int gi2_req_string(void *ctx, const unsigned char *s, size_t len);
+static int gi2_req_start(void *ctx);
+static int gi2_req_start_array(void *ctx);
+static int gi2_req_key(void *ctx, const unsigned char *s, size_t len);
+static int gi2_req_end(void *ctx);
+static int gi2_req_fail(gi2_req_parser_t *p, const char *error,
+    const char *param);
+
+
+static yajl_callbacks  gi2_req_callbacks = {
+    gi2_req_null,
+    gi2_req_boolean,
+    NULL,
+    NULL,
+    gi2_req_number,
+    gi2_req_string,
+    gi2_req_start,
+    gi2_req_key,
+    gi2_req_end,
+    gi2_req_start_array,
+    gi2_req_end
+};
+
+
+const char *
+gi2_field_name(gi2_field_e f)
+{
+    return (f < GI2_F_LAST) ? gi2_field_names[f] : NULL;
+}
+
+
+gi2_req_parser_t *
+gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a)
+{
+    gi2_req_parser_t  *p;
+
+    p = a->alloc(a->data, sizeof(gi2_req_parser_t));
+    if (p == NULL) {
+        return NULL;
+    }
+
+    memset(p, 0, sizeof(gi2_req_parser_t));
+    memset(req, 0, sizeof(gi2_req_t));
+
+    p->req = req;
+    p->alloc = a;
+    p->key = -1;
+
+    p->yajl = yajl_alloc(&gi2_req_callbacks, NULL, p);
+    if (p->yajl == NULL) {
+        return NULL;
+    }
+
+    return p;
+}
+
+
+void
+gi2_req_parser_destroy(gi2_req_parser_t *p)
+{
+    if (p != NULL && p->yajl != NULL) {
+        yajl_free(p->yajl);
+        p->yajl = NULL;
+    }
+}
+
+
+int
+gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
+    size_t len)
+{
+    yajl_status  rc;
+
+    if (p->req->error) {
+        return GI2_EINVAL;
+    }
+
+    if (p->done) {
+        return gi2_req_fail(p, "data after the end of the body", NULL);
+    }
+
+    rc = yajl_parse(p->yajl, buf, len);
+
+    p->base += len;
+    p->req->length = p->base;
+
+    if (rc == yajl_status_ok) {
+        return GI2_OK;
+    }
+
+    if (p->req->error == NULL) {
+        gi2_req_fail(p, "the request body is not valid JSON", NULL);
+    }
+
+    return GI2_EINVAL;
+}
+
+
+int
+gi2_req_parser_finish(gi2_req_parser_t *p)
+{
+    gi2_field_t  *f;
+
+    if (p->req->error) {
+        return GI2_EINVAL;
+    }
+
+    p->done = 1;
+
+    if (yajl_complete_parse(p->yajl) != yajl_status_ok) {
+        if (p->req->error == NULL) {
+            gi2_req_fail(p, "the request body is not valid JSON", NULL);
+        }
+
+        return GI2_EINVAL;
+    }
+
+    if (!p->root) {
+        return gi2_req_fail(p, "the request body must be a JSON object",
+                            NULL);
+    }
+
+    if (p->req->field[GI2_F_PROMPT].type != GI2_T_STRING) {
+        return gi2_req_fail(p, "'prompt' must be a string", "prompt");
+    }
+
+    f = &p->req->field[GI2_F_MODERATION];
+
+    if (f->type != GI2_T_NONE) {
+        if (f->type != GI2_T_STRING
+            || !((f->value.len == 4
+                  && memcmp(f->value.data, "auto", 4) == 0)
+                 || (f->value.len == 3
+                     && memcmp(f->value.data, "low", 3) == 0)))
+        {
+            return gi2_req_fail(p, "'moderation' must be \"auto\" or \"low\"",
+                                "moderation");
+        }
+    }
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_req_fail(gi2_req_parser_t *p, const char *error, const char *param)
+{
+    if (p->req->error == NULL) {
+        p->req->error = error;
+        p->req->param = param;
+    }
+
+    return GI2_EINVAL;
+}
+
+
+/* yajl callbacks: return 0 to stop the parse */
+
+static int
+gi2_req_value(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
+    size_t len)
+{
+    gi2_field_t    *f;
+    unsigned char  *copy;
+
+    if (p->depth == 0) {
+        gi2_req_fail(p, "the request body must be a JSON object", NULL);
+        return 0;
+    }
+
+    if (p->depth != 1 || p->key < 0) {
+        return 1;
+    }
+
+    f = &p->req->field[p->key];
+    p->key = -1;
+
+    f->type = type;
+    f->value_end = p->base + yajl_get_bytes_consumed(p->yajl);
+
+    if (s == NULL) {
+        return 1;
+    }
+
+    copy = p->alloc->alloc(p->alloc->data, len + 1);
+    if (copy == NULL) {
+        gi2_req_fail(p, "out of memory", NULL);
+        return 0;
+    }
+
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+
+    f->value.data = copy;
+    f->value.len = len;
+
+    return 1;
+}
+
+
+static int
+gi2_req_null(void *ctx)
+{
+    return gi2_req_value(ctx, GI2_T_NULL, NULL, 0);
+}
+
+
+static int
+gi2_req_boolean(void *ctx, int b)
+{
+    return gi2_req_value(ctx, GI2_T_BOOL,
+                         (const unsigned char *) (b ? "true" : "false"),
+                         b ? 4 : 5);
+}
+
+
+static int
+gi2_req_number(void *ctx, const char *s, size_t len)
+{
+    gi2_req_parser_t  *p = ctx;
+
+    /* a number's text is only kept for the fields the audit records */
+
+    if (p->depth == 1 && p->key >= 0 && len > 32) {
+        return gi2_req_value(p, GI2_T_NUMBER, (const unsigned char *) s, 32);
+    }
+
+    return gi2_req_value(p, GI2_T_NUMBER, (const unsigned char *) s, len);
+}
+
+
+static int
+gi2_req_string(void *ctx, const unsigned char *s, size_t len)
+{
+    gi2_req_parser_t  *p = ctx;
+
+    if (!gi2_utf8_valid(s, len)) {
+        gi2_req_fail(p, "the request body is not valid UTF-8",
+                     (p->depth == 1 && p->key >= 0)
+                     ? gi2_field_names[p->key] : NULL);
+        return 0;
+    }
+
+    return gi2_req_value(p, GI2_T_STRING, s, len);
+}
+
+
+static int
+gi2_req_start(void *ctx)
+{
+    gi2_req_parser_t  *p = ctx;
+
+    if (p->depth == 0) {
+        if (p->root) {
+            gi2_req_fail(p, "data after the end of the body", NULL);
+            return 0;
+        }
+
+        p->root = 1;
+        p->depth = 1;
+
+        return 1;
+    }
+
+    if (p->depth == 1 && p->key >= 0) {
+        p->req->field[p->key].type = GI2_T_COMPOUND;
+        p->key = -1;
+    }
+
+    if (++p->depth > GI2_MAX_DEPTH) {
+        gi2_req_fail(p, "the request body is nested too deeply", NULL);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+gi2_req_start_array(void *ctx)
+{
+    gi2_req_parser_t  *p = ctx;
+
+    if (p->depth == 0) {
+        gi2_req_fail(p, "the request body must be a JSON object", NULL);
+        return 0;
+    }
+
+    return gi2_req_start(ctx);
+}
+
+
+static int
+gi2_req_key(void *ctx, const unsigned char *s, size_t len)
+{
+    gi2_req_parser_t  *p = ctx;
+    int                i;
+
+    if (!gi2_utf8_valid(s, len)) {
+        gi2_req_fail(p, "the request body is not valid UTF-8", NULL);
+        return 0;
+    }
+
+    if (p->depth != 1) {
+        return 1;
+    }
+
+    p->key = -1;
+
+    for (i = 0; i < GI2_F_LAST; i++) {
+        if (strlen(gi2_field_names[i]) == len
+            && memcmp(gi2_field_names[i], s, len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == GI2_F_LAST) {
+        return 1;
+    }
+
+    if (p->req->field[i].type != GI2_T_NONE) {
+        gi2_req_fail(p, "duplicate key in the request body",
+                     gi2_field_names[i]);
+        return 0;
+    }
+
+    p->key = i;
+    p->req->field[i].key_end = p->base + yajl_get_bytes_consumed(p->yajl);
+
+    /* mark it seen now: a compound value sets its own type */
+    p->req->field[i].type = GI2_T_COMPOUND;
+
+    return 1;
+}
+
+
+static int
+gi2_req_end(void *ctx)
+{
+    gi2_req_parser_t  *p = ctx;
+
+    p->depth--;
+
+    return 1;
+}

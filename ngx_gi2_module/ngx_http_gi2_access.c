@@ -1,0 +1,962 @@
+/*
+ * ngx_gi2_module: the access phase.
+ *
+ * The request body is parsed as it arrives, by a request body filter, so a
+ * body spooled to a temporary file is never read back.  Once the body is
+ * complete the decision is made: reject with an OpenAI-shaped error,
+ * rewrite "moderation":"low" to "auto" by splicing the buffer chain, or
+ * resume the phases.
+ */
+
+#include "ngx_http_gi2_module.h"
+
+
+#define NGX_HTTP_GI2_READ_CHUNK  16384
+
+
+static ngx_uint_t ngx_http_gi2_endpoint(ngx_http_request_t *r);
+static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception, ngx_uint_t *count);
+static ngx_int_t ngx_http_gi2_media_type_ok(ngx_str_t *ct);
+static void ngx_http_gi2_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gi2_parse_chain(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_decide(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_exception_check(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *id);
+static ngx_int_t ngx_http_gi2_consumer(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer);
+static ngx_int_t ngx_http_gi2_rewrite(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_slice(ngx_http_request_t *r,
+    ngx_chain_t ***last, off_t from, off_t to);
+static ngx_int_t ngx_http_gi2_reject(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_uint_t status, const char *code,
+    const char *param, ngx_str_t *message);
+static void ngx_http_gi2_parser_cleanup(void *data);
+
+
+static ngx_str_t  ngx_http_gi2_auto = ngx_string("auto");
+static ngx_str_t  ngx_http_gi2_low = ngx_string("low");
+
+
+ngx_int_t
+ngx_http_gi2_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_uint_t                endpoint, n;
+    ngx_str_t                 msg, exc;
+    const char               *bad;
+    ngx_pool_cleanup_t       *cln;
+    gi2_alloc_t              *alloc;
+    ngx_http_gi2_ctx_t       *ctx;
+    ngx_http_gi2_loc_conf_t  *glcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+
+    if (ctx != NULL) {
+        /* re-entry: the body handler resumed the phases */
+        return ctx->status;
+    }
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
+
+    if (!glcf->enable || r->method != NGX_HTTP_POST) {
+        return NGX_DECLINED;
+    }
+
+    endpoint = ngx_http_gi2_endpoint(r);
+    if (endpoint == 0) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gi2_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->endpoint = endpoint;
+    ctx->ruleset = glcf->ruleset;
+    ctx->status = NGX_DONE;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_gi2_module);
+
+    bad = ngx_http_gi2_check_headers(r, glcf, &exc, &n);
+
+    if (bad != NULL) {
+        msg.data = (u_char *) bad;
+        msg.len = ngx_strlen(bad);
+
+        rc = ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                 "gi2_invalid_request", NULL, &msg);
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    ctx->exception_presented = exc;
+    ctx->exception_count = n;
+
+    alloc = ngx_palloc(r->pool, sizeof(gi2_alloc_t));
+    if (alloc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    alloc->alloc = ngx_http_gi2_pool_alloc;
+    alloc->data = r->pool;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->parser = gi2_req_parser_create(&ctx->req, alloc);
+    if (ctx->parser == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_gi2_parser_cleanup;
+    cln->data = ctx->parser;
+
+    /* the body must be whole before anything is forwarded */
+    r->request_body_no_buffering = 0;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_gi2_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_gi2_parser_cleanup(void *data)
+{
+    gi2_req_parser_destroy(data);
+}
+
+
+/* POST .../images/generations or .../images/edits, one trailing slash */
+
+static ngx_uint_t
+ngx_http_gi2_endpoint(ngx_http_request_t *r)
+{
+    size_t    len;
+    u_char   *p;
+
+    static ngx_str_t  gen = ngx_string("/images/generations");
+    static ngx_str_t  edit = ngx_string("/images/edits");
+
+    p = r->uri.data;
+    len = r->uri.len;
+
+    if (len && p[len - 1] == '/') {
+        len--;
+    }
+
+    if (len >= gen.len
+        && ngx_strncasecmp(p + len - gen.len, gen.data, gen.len) == 0)
+    {
+        return NGX_HTTP_GI2_GENERATIONS;
+    }
+
+    if (len >= edit.len
+        && ngx_strncasecmp(p + len - edit.len, edit.data, edit.len) == 0)
+    {
+        return NGX_HTTP_GI2_EDITS;
+    }
+
+    return 0;
+}
+
+
+/*
+ * One pass over the request headers: the body must be JSON we can read,
+ * and the exception header is taken out so it never reaches upstream.
+ */
+
+static const char *
+ngx_http_gi2_check_headers(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception, ngx_uint_t *count)
+{
+    ngx_uint_t        i, j, ntype;
+    ngx_str_t         ct;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  ctype = ngx_string("Content-Type");
+    static ngx_str_t  cenc = ngx_string("Content-Encoding");
+
+    ngx_str_null(exception);
+    ngx_str_null(&ct);
+    *count = 0;
+    ntype = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+
+            if (part->nelts == 0) {
+                continue;
+            }
+        }
+
+        if (h[i].key.len == glcf->exception_header.len
+            && ngx_strncasecmp(h[i].key.data, glcf->exception_header.data,
+                               h[i].key.len) == 0)
+        {
+            if ((*count)++ == 0) {
+                *exception = h[i].value;
+            }
+
+            /* remove it: shift the rest of this part down */
+
+            for (j = i + 1; j < part->nelts; j++) {
+                h[j - 1] = h[j];
+            }
+
+            part->nelts--;
+            i--;
+            continue;
+        }
+
+        if (h[i].key.len == ctype.len
+            && ngx_strncasecmp(h[i].key.data, ctype.data, ctype.len) == 0)
+        {
+            ct = h[i].value;
+            ntype++;
+            continue;
+        }
+
+        if (h[i].key.len == cenc.len
+            && ngx_strncasecmp(h[i].key.data, cenc.data, cenc.len) == 0)
+        {
+            if (!(h[i].value.len == 8
+                  && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
+                                     8) == 0))
+            {
+                return "gi2 cannot inspect an encoded request body; send it "
+                       "without Content-Encoding";
+            }
+        }
+    }
+
+    if (ntype == 0) {
+        return "the request needs Content-Type: application/json";
+    }
+
+    if (ntype > 1) {
+        return "the request has more than one Content-Type header";
+    }
+
+    if (ct.len >= 19
+        && ngx_strncasecmp(ct.data, (u_char *) "multipart/form-data", 19)
+           == 0)
+    {
+        return "multipart/form-data requests are not supported by this "
+               "gateway yet; send the JSON form of the request";
+    }
+
+    if (ngx_http_gi2_media_type_ok(&ct) != NGX_OK) {
+        return "the request needs Content-Type: application/json "
+               "(UTF-8)";
+    }
+
+    return NULL;
+}
+
+
+/* application/json, parameters allowed, a charset only if UTF-8 */
+
+static ngx_int_t
+ngx_http_gi2_media_type_ok(ngx_str_t *ct)
+{
+    u_char  *p, *end, *name, *val, *q;
+    size_t   nlen, vlen;
+
+    p = ct->data;
+    end = p + ct->len;
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    if (end - p < 16
+        || ngx_strncasecmp(p, (u_char *) "application/json", 16) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    p += 16;
+
+    for ( ;; ) {
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end) {
+            return NGX_OK;
+        }
+
+        if (*p++ != ';') {
+            return NGX_ERROR;
+        }
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        name = p;
+
+        while (p < end && *p != '=' && *p != ';') {
+            p++;
+        }
+
+        nlen = p - name;
+
+        while (nlen && (name[nlen - 1] == ' ' || name[nlen - 1] == '\t')) {
+            nlen--;
+        }
+
+        if (p == end || *p == ';') {
+            continue;
+        }
+
+        val = ++p;
+
+        while (p < end && *p != ';') {
+            p++;
+        }
+
+        q = p;
+
+        while (q > val && (q[-1] == ' ' || q[-1] == '\t')) {
+            q--;
+        }
+
+        vlen = q - val;
+
+        if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"') {
+            val++;
+            vlen -= 2;
+        }
+
+        if (nlen == 7 && ngx_strncasecmp(name, (u_char *) "charset", 7) == 0
+            && !((vlen == 5
+                  && ngx_strncasecmp(val, (u_char *) "utf-8", 5) == 0)
+                 || (vlen == 4
+                     && ngx_strncasecmp(val, (u_char *) "utf8", 4) == 0)))
+        {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_gi2_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    ngx_http_gi2_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+
+    if (ctx == NULL || ctx->parser == NULL || ctx->filtered) {
+        return ngx_http_gi2_next_request_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b) && b->last > b->pos) {
+            (void) gi2_req_parser_feed(ctx->parser, b->pos, b->last - b->pos);
+
+        } else if (b->in_file && b->file_last > b->file_pos) {
+            /* not expected before the save filter: parse it later */
+            ctx->filtered = 1;
+            ctx->req.length = 0;
+            break;
+        }
+
+        if (b->last_buf) {
+            (void) gi2_req_parser_finish(ctx->parser);
+            ctx->filtered = 1;
+        }
+    }
+
+    return ngx_http_gi2_next_request_body_filter(r, in);
+}
+
+
+static void
+ngx_http_gi2_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_http_gi2_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+
+    if (!ctx->filtered || ctx->req.length == 0) {
+        /*
+         * The body was read before we asked (an internal redirect, another
+         * module) or came in a form the filter did not see: parse the
+         * buffers nginx kept.
+         */
+
+        if (ngx_http_gi2_parse_chain(r, ctx) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    gi2_req_parser_destroy(ctx->parser);
+    ctx->parser = NULL;
+
+    rc = ngx_http_gi2_decide(r, ctx);
+
+    ctx->done = 1;
+
+    if (rc == NGX_DECLINED) {
+        ctx->status = NGX_DECLINED;
+        r->preserve_body = 1;
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        return;
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
+{
+    off_t         off;
+    ssize_t       n;
+    u_char       *buf;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+    gi2_alloc_t   alloc;
+
+    alloc.alloc = ngx_http_gi2_pool_alloc;
+    alloc.data = r->pool;
+
+    gi2_req_parser_destroy(ctx->parser);
+
+    ctx->parser = gi2_req_parser_create(&ctx->req, &alloc);
+    if (ctx->parser == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = NULL;
+
+    for (cl = r->request_body ? r->request_body->bufs : NULL;
+         cl;
+         cl = cl->next)
+    {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            if (b->last > b->pos) {
+                (void) gi2_req_parser_feed(ctx->parser, b->pos,
+                                           b->last - b->pos);
+            }
+
+            continue;
+        }
+
+        /* bounded by client_max_body_size, read in small steps */
+
+        if (buf == NULL) {
+            buf = ngx_palloc(r->pool, NGX_HTTP_GI2_READ_CHUNK);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        for (off = b->file_pos; off < b->file_last; off += n) {
+            n = ngx_read_file(b->file, buf,
+                              ngx_min(NGX_HTTP_GI2_READ_CHUNK,
+                                      b->file_last - off),
+                              off);
+            if (n <= 0) {
+                gi2_req_parser_destroy(ctx->parser);
+                return NGX_ERROR;
+            }
+
+            (void) gi2_req_parser_feed(ctx->parser, buf, n);
+        }
+    }
+
+    (void) gi2_req_parser_finish(ctx->parser);
+
+    ctx->filtered = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
+{
+    int                       rc, n;
+    ngx_int_t                 low, has_deny;
+    ngx_uint_t                i;
+    ngx_str_t                 exc, msg;
+    gi2_str_t                 norm;
+    gi2_alloc_t               alloc;
+    gi2_field_t              *prompt;
+    const gi2_rule_t         *rule, *deny;
+    ngx_http_gi2_loc_conf_t  *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
+
+    if (ctx->req.error) {
+        msg.data = (u_char *) ctx->req.error;
+        msg.len = ngx_strlen(ctx->req.error);
+
+        return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "gi2_invalid_request", ctx->req.param,
+                                   &msg);
+    }
+
+    /* the exception header was taken out of the request when it began */
+
+    exc = ctx->exception_presented;
+
+    if (ctx->exception_count) {
+
+        if (ctx->exception_count > 1
+            || ngx_http_gi2_exception_check(r, glcf, &exc) != NGX_OK)
+        {
+            ngx_str_set(&msg, "the moderation exception presented is "
+                        "unknown, expired, not issued to this consumer, or "
+                        "sent more than once");
+
+            return ngx_http_gi2_reject(r, ctx, glcf->reject_status,
+                                       "gi2_moderation_exception_invalid",
+                                       "moderation", &msg);
+        }
+
+        ctx->exception_id = exc;
+    }
+
+    /* prompt rules */
+
+    prompt = &ctx->req.field[GI2_F_PROMPT];
+    deny = NULL;
+    has_deny = 0;
+
+    if (ctx->ruleset != NULL) {
+        alloc.alloc = ngx_http_gi2_pool_alloc;
+        alloc.data = r->pool;
+
+        rc = gi2_normalize(prompt->value.data, prompt->value.len, &norm,
+                           &alloc);
+        if (rc == GI2_EINVAL) {
+            ngx_str_set(&msg, "'prompt' is not valid UTF-8");
+            return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "gi2_invalid_request", "prompt",
+                                       &msg);
+        }
+
+        if (rc != GI2_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->hits = ngx_palloc(r->pool, sizeof(unsigned)
+                                       * (gi2_ruleset_count(ctx->ruleset)
+                                          + 1));
+        if (ctx->hits == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n = gi2_ruleset_match(ctx->ruleset, norm.data, norm.len, ctx->hits);
+        ctx->nhits = (n > 0) ? n : 0;
+
+        for (i = 0; i < ctx->nhits; i++) {
+            rule = gi2_ruleset_rule(ctx->ruleset, ctx->hits[i]);
+
+            if (rule->action == GI2_ACTION_DENY) {
+                has_deny = 1;
+
+                if (deny == NULL) {
+                    deny = rule;
+                }
+            }
+        }
+    }
+
+    if (has_deny) {
+        msg.data = ngx_pnalloc(r->pool, 128 + 128);
+        if (msg.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        msg.len = ngx_sprintf(msg.data, "The prompt was rejected by the "
+                              "gateway's content policy (category: %s).",
+                              deny->category)
+                  - msg.data;
+
+        return ngx_http_gi2_reject(r, ctx, glcf->reject_status,
+                                   "gi2_prompt_rejected", "prompt", &msg);
+    }
+
+    /* the moderation policy */
+
+    low = ctx->req.field[GI2_F_MODERATION].type == GI2_T_STRING
+          && ctx->req.field[GI2_F_MODERATION].value.len == 3;
+
+    ctx->moderation_effective = low ? ngx_http_gi2_low : ngx_http_gi2_auto;
+    ctx->decision = ctx->nhits ? NGX_HTTP_GI2_FLAG : NGX_HTTP_GI2_ALLOW;
+
+    if (low && ctx->exception_id.len == 0) {
+
+        switch (glcf->moderation_low) {
+
+        case NGX_HTTP_GI2_LOW_REWRITE:
+            if (ngx_http_gi2_rewrite(r, ctx) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->moderation_effective = ngx_http_gi2_auto;
+            ctx->decision = NGX_HTTP_GI2_REWRITE;
+            break;
+
+        case NGX_HTTP_GI2_LOW_ALLOW:
+            break;
+
+        default: /* NGX_HTTP_GI2_LOW_REJECT */
+            ngx_str_set(&msg, "\"moderation\":\"low\" needs an approved "
+                        "exception; send its ID in the exception header or "
+                        "use \"auto\"");
+
+            return ngx_http_gi2_reject(r, ctx, glcf->reject_status,
+                                       "gi2_moderation_exception_required",
+                                       "moderation", &msg);
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_exception_check(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *id)
+{
+    u_char                     d;
+    size_t                     k;
+    ngx_str_t                  consumer;
+    ngx_uint_t                 i;
+    ngx_http_gi2_exception_t  *e;
+
+    if (glcf->exceptions == NULL) {
+        return NGX_DECLINED;
+    }
+
+    e = glcf->exceptions->elts;
+
+    for (i = 0; i < glcf->exceptions->nelts; i++) {
+        if (e[i].id.len == id->len
+            && ngx_strncmp(e[i].id.data, id->data, id->len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == glcf->exceptions->nelts) {
+        return NGX_DECLINED;
+    }
+
+    if (e[i].expires && ngx_time() >= e[i].expires) {
+        return NGX_DECLINED;
+    }
+
+    if (e[i].consumer.len == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_gi2_consumer(r, glcf, &consumer) != NGX_OK
+        || consumer.len != e[i].consumer.len)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* the consumer may be a credential: compare in constant time */
+
+    d = 0;
+
+    for (k = 0; k < consumer.len; k++) {
+        d |= consumer.data[k] ^ e[i].consumer.data[k];
+    }
+
+    return d ? NGX_DECLINED : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_consumer(ngx_http_request_t *r, ngx_http_gi2_loc_conf_t *glcf,
+    ngx_str_t *consumer)
+{
+    u_char           *p, *end;
+    ngx_table_elt_t  *auth;
+
+    if (glcf->consumer != NULL) {
+        return ngx_http_complex_value(r, glcf->consumer, consumer);
+    }
+
+    ngx_str_null(consumer);
+
+    auth = r->headers_in.authorization;
+
+    if (auth == NULL || auth->value.len < 7
+        || ngx_strncasecmp(auth->value.data, (u_char *) "Bearer ", 7) != 0)
+    {
+        return NGX_OK;
+    }
+
+    p = auth->value.data + 7;
+    end = auth->value.data + auth->value.len;
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    while (end > p && end[-1] == ' ') {
+        end--;
+    }
+
+    consumer->data = p;
+    consumer->len = end - p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * "moderation":"low" becomes "moderation":"auto": everything from the end
+ * of the key to the end of the value is replaced by :"auto", the rest of
+ * the body is spliced around it, in memory or in the temporary file.
+ */
+
+static ngx_int_t
+ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
+{
+    off_t            total, from, to, len;
+    u_char          *p;
+    ngx_buf_t       *b;
+    ngx_chain_t     *out, **last, *cl;
+    gi2_field_t     *f;
+    ngx_table_elt_t *h;
+
+    static u_char  value[] = ":\"auto\"";
+
+    f = &ctx->req.field[GI2_F_MODERATION];
+    from = (off_t) f->key_end;
+    to = (off_t) f->value_end;
+    total = (off_t) ctx->req.length;
+
+    if (from >= to || to > total) {
+        return NGX_ERROR;
+    }
+
+    out = NULL;
+    last = &out;
+
+    if (ngx_http_gi2_slice(r, &last, 0, from) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = value;
+    b->last = value + sizeof(value) - 1;
+    b->memory = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+    *last = cl;
+    last = &cl->next;
+
+    if (ngx_http_gi2_slice(r, &last, to, total) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the last buffer ends the body */
+    for (cl = out; cl->next; cl = cl->next) { /* void */ }
+    cl->buf->last_buf = 1;
+
+    r->request_body->bufs = out;
+
+    len = total - (to - from) + (off_t) (sizeof(value) - 1);
+
+    r->headers_in.content_length_n = len;
+
+    h = r->headers_in.content_length;
+
+    if (h != NULL) {
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "%O", len) - p;
+    }
+
+    return NGX_OK;
+}
+
+
+/* append buffers covering body bytes [from, to) of the current chain */
+
+static ngx_int_t
+ngx_http_gi2_slice(ngx_http_request_t *r, ngx_chain_t ***last, off_t from,
+    off_t to)
+{
+    off_t         pos, size, s, e;
+    ngx_buf_t    *b, *nb;
+    ngx_chain_t  *cl, *ncl;
+
+    pos = 0;
+
+    for (cl = r->request_body->bufs; cl && pos < to; cl = cl->next) {
+        b = cl->buf;
+        size = ngx_buf_size(b);
+
+        s = ngx_max(from, pos);
+        e = ngx_min(to, pos + size);
+
+        if (s < e) {
+            nb = ngx_calloc_buf(r->pool);
+            ncl = ngx_alloc_chain_link(r->pool);
+            if (nb == NULL || ncl == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_buf_in_memory(b)) {
+                nb->memory = 1;
+                nb->start = b->pos + (s - pos);
+                nb->pos = nb->start;
+                nb->last = b->pos + (e - pos);
+                nb->end = nb->last;
+
+            } else {
+                nb->in_file = 1;
+                nb->file = b->file;
+                nb->file_pos = b->file_pos + (s - pos);
+                nb->file_last = b->file_pos + (e - pos);
+            }
+
+            ncl->buf = nb;
+            ncl->next = NULL;
+            **last = ncl;
+            *last = &ncl->next;
+        }
+
+        pos += size;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *param,
+    ngx_str_t *message)
+{
+    size_t        len, esc;
+    u_char       *p;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    ctx->decision = NGX_HTTP_GI2_REJECT;
+    ctx->reject_code = code;
+    ctx->done = 1;
+    ctx->status = NGX_DONE;
+    ngx_str_null(&ctx->moderation_effective);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "gi2: rejected with %s", code);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    /* code and param are ours; the message may quote JSON */
+
+    esc = ngx_escape_json(NULL, message->data, message->len);
+
+    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_"
+                 "error\",\"param\":,\"code\":\"\"}}\n") - 1
+          + message->len + esc + ngx_strlen(code)
+          + (param ? ngx_strlen(param) + 2 : 4);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"error\":{\"message\":\"",
+                   sizeof("{\"error\":{\"message\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, message->data, message->len);
+    p = ngx_cpymem(p, "\",\"type\":\"invalid_request_error\",\"param\":",
+                   sizeof("\",\"type\":\"invalid_request_error\",\"param\":")
+                   - 1);
+
+    if (param) {
+        p = ngx_sprintf(p, "\"%s\"", param);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_sprintf(p, ",\"code\":\"%s\"}}\n", code);
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,941 @@
+/*
+ * ngx_gi2_module: moderation and audit for AI image generation.
+ * Configuration, variables and module registration.
+ */
+
+#include "ngx_http_gi2_module.h"
+
+
+#define NGX_HTTP_GI2_ERRLEN  512
+
+
+static ngx_int_t ngx_http_gi2_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gi2_init(ngx_conf_t *cf);
+static void *ngx_http_gi2_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_gi2_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_gi2_rule(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post,
+    void *data);
+static time_t ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d);
+static char *ngx_http_gi2_rule_head(ngx_conf_t *cf,
+    ngx_http_gi2_loc_conf_t *glcf, int *action);
+static ngx_int_t ngx_http_gi2_token_valid(ngx_str_t *s);
+static ngx_int_t ngx_http_gi2_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_gi2_ruleset_cleanup(void *data);
+
+
+static ngx_conf_enum_t  ngx_http_gi2_moderation_low[] = {
+    { ngx_string("reject"), NGX_HTTP_GI2_LOW_REJECT },
+    { ngx_string("rewrite"), NGX_HTTP_GI2_LOW_REWRITE },
+    { ngx_string("allow"), NGX_HTTP_GI2_LOW_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_post_t  ngx_http_gi2_reject_status_post = {
+    ngx_http_gi2_reject_status
+};
+
+
+static ngx_command_t  ngx_http_gi2_commands[] = {
+
+    { ngx_string("gi2"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("gi2_rule"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE4,
+      ngx_http_gi2_rule,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_keywords"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE4,
+      ngx_http_gi2_keywords,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_moderation_low"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, moderation_low),
+      &ngx_http_gi2_moderation_low },
+
+    { ngx_string("gi2_exception_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, exception_header),
+      NULL },
+
+    { ngx_string("gi2_exception"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_gi2_exception,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_consumer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, consumer),
+      NULL },
+
+    { ngx_string("gi2_reject_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, reject_status),
+      &ngx_http_gi2_reject_status_post },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gi2_module_ctx = {
+    ngx_http_gi2_add_variables,            /* preconfiguration */
+    ngx_http_gi2_init,                     /* postconfiguration */
+
+    ngx_http_gi2_create_main_conf,         /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gi2_create_loc_conf,          /* create location configuration */
+    ngx_http_gi2_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gi2_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gi2_module_ctx,              /* module context */
+    ngx_http_gi2_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_http_request_body_filter_pt  ngx_http_gi2_next_request_body_filter;
+
+
+/* variables: data is the field they show */
+
+enum {
+    NGX_HTTP_GI2_VAR_DECISION = 0,
+    NGX_HTTP_GI2_VAR_RULE_ID,
+    NGX_HTTP_GI2_VAR_RULE_CATEGORY,
+    NGX_HTTP_GI2_VAR_MOD_REQUESTED,
+    NGX_HTTP_GI2_VAR_MOD_EFFECTIVE,
+    NGX_HTTP_GI2_VAR_EXCEPTION_ID,
+    NGX_HTTP_GI2_VAR_MODEL,
+    NGX_HTTP_GI2_VAR_N,
+    NGX_HTTP_GI2_VAR_SIZE,
+    NGX_HTTP_GI2_VAR_QUALITY,
+    NGX_HTTP_GI2_VAR_REJECT_CODE
+};
+
+
+static ngx_http_variable_t  ngx_http_gi2_vars[] = {
+
+    { ngx_string("gi2_decision"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_DECISION, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_rule_id"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_RULE_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_rule_category"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_RULE_CATEGORY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_moderation_requested"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_MOD_REQUESTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_moderation_effective"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_MOD_EFFECTIVE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_exception_id"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_EXCEPTION_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_model"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_MODEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_n"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_N, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_size"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_SIZE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_quality"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_QUALITY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_reject_code"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_REJECT_CODE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_gi2_decisions[] = {
+    ngx_null_string,
+    ngx_string("allow"),
+    ngx_string("flag"),
+    ngx_string("rewrite"),
+    ngx_string("reject")
+};
+
+
+static ngx_int_t
+ngx_http_gi2_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_gi2_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_field_value(ngx_http_gi2_ctx_t *ctx, gi2_field_e f,
+    ngx_http_variable_value_t *v)
+{
+    gi2_field_t  *fd;
+
+    fd = &ctx->req.field[f];
+
+    if (fd->value.data == NULL || fd->type == GI2_T_COMPOUND) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) fd->value.data;
+    v->len = fd->value.len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_rules_value(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_http_variable_value_t *v, ngx_uint_t category)
+{
+    u_char            *p;
+    size_t             len;
+    ngx_uint_t         i;
+    const char        *s;
+    const gi2_rule_t  *rule;
+
+    if (ctx->nhits == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (i = 0; i < ctx->nhits; i++) {
+        rule = gi2_ruleset_rule(ctx->ruleset, ctx->hits[i]);
+        s = category ? rule->category : rule->id;
+        len += ngx_strlen(s) + 1;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < ctx->nhits; i++) {
+        rule = gi2_ruleset_rule(ctx->ruleset, ctx->hits[i]);
+        s = category ? rule->category : rule->id;
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, s, ngx_strlen(s));
+    }
+
+    v->len = p - v->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t           *s;
+    ngx_http_gi2_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gi2_module);
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    if (ctx == NULL || !ctx->done) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = NULL;
+
+    switch (data) {
+
+    case NGX_HTTP_GI2_VAR_DECISION:
+        s = &ngx_http_gi2_decisions[ctx->decision];
+        break;
+
+    case NGX_HTTP_GI2_VAR_RULE_ID:
+        return ngx_http_gi2_rules_value(r, ctx, v, 0);
+
+    case NGX_HTTP_GI2_VAR_RULE_CATEGORY:
+        return ngx_http_gi2_rules_value(r, ctx, v, 1);
+
+    case NGX_HTTP_GI2_VAR_MOD_REQUESTED:
+        if (ctx->req.field[GI2_F_MODERATION].type != GI2_T_STRING) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        return ngx_http_gi2_field_value(ctx, GI2_F_MODERATION, v);
+
+    case NGX_HTTP_GI2_VAR_MOD_EFFECTIVE:
+        s = &ctx->moderation_effective;
+        break;
+
+    case NGX_HTTP_GI2_VAR_EXCEPTION_ID:
+        s = &ctx->exception_id;
+        break;
+
+    case NGX_HTTP_GI2_VAR_MODEL:
+        return ngx_http_gi2_field_value(ctx, GI2_F_MODEL, v);
+
+    case NGX_HTTP_GI2_VAR_N:
+        return ngx_http_gi2_field_value(ctx, GI2_F_N, v);
+
+    case NGX_HTTP_GI2_VAR_SIZE:
+        return ngx_http_gi2_field_value(ctx, GI2_F_SIZE, v);
+
+    case NGX_HTTP_GI2_VAR_QUALITY:
+        return ngx_http_gi2_field_value(ctx, GI2_F_QUALITY, v);
+
+    case NGX_HTTP_GI2_VAR_REJECT_CODE:
+        if (ctx->reject_code == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = (u_char *) ctx->reject_code;
+        v->len = ngx_strlen(ctx->reject_code);
+        return NGX_OK;
+    }
+
+    if (s == NULL || s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = s->data;
+    v->len = s->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * Registered last, the access handler runs first in its phase, before
+     * any module whose NGX_OK under "satisfy any" would skip the rest.
+     * The same handler in the precontent phase inspects whatever the
+     * access phase did not reach, so nothing guarded is forwarded
+     * uninspected.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_gi2_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_gi2_handler;
+
+    ngx_http_gi2_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_gi2_request_body_filter;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_gi2_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_gi2_main_conf_t  *gmcf;
+
+    gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gi2_main_conf_t));
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&gmcf->rule_ids, cf->pool, 16, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return gmcf;
+}
+
+
+static void *
+ngx_http_gi2_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gi2_loc_conf_t  *glcf;
+
+    glcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gi2_loc_conf_t));
+    if (glcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     glcf->exception_header = { 0, NULL };
+     *     glcf->ruleset = NULL;
+     */
+
+    glcf->enable = NGX_CONF_UNSET;
+    glcf->moderation_low = NGX_CONF_UNSET_UINT;
+    glcf->reject_status = NGX_CONF_UNSET_UINT;
+    glcf->exceptions = NGX_CONF_UNSET_PTR;
+    glcf->consumer = NGX_CONF_UNSET_PTR;
+
+    return glcf;
+}
+
+
+static char *
+ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_gi2_loc_conf_t *prev = parent;
+    ngx_http_gi2_loc_conf_t *conf = child;
+
+    char  err[NGX_HTTP_GI2_ERRLEN];
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->moderation_low, prev->moderation_low,
+                              NGX_HTTP_GI2_LOW_REJECT);
+    ngx_conf_merge_uint_value(conf->reject_status, prev->reject_status,
+                              NGX_HTTP_BAD_REQUEST);
+    ngx_conf_merge_str_value(conf->exception_header, prev->exception_header,
+                             "X-GI2-Exception");
+    ngx_conf_merge_ptr_value(conf->exceptions, prev->exceptions, NULL);
+    ngx_conf_merge_ptr_value(conf->consumer, prev->consumer, NULL);
+
+    /* rules and keyword lists inherit together, like an nginx array */
+
+    if (conf->ruleset == NULL) {
+        conf->ruleset = prev->ruleset;
+        conf->rules_file = prev->rules_file;
+        conf->rules_line = prev->rules_line;
+    }
+
+    if (conf->ruleset != NULL
+        && gi2_ruleset_compile(conf->ruleset, err, sizeof(err)) != GI2_OK)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "gi2 rules defined in %s:%ui: %s",
+                      conf->rules_file, conf->rules_line, err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_token_valid(ngx_str_t *s)
+{
+    size_t  i;
+    u_char  c;
+
+    if (s->len == 0 || s->len > 128) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        c = s->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'
+              || c == ':' || c == '/'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the ID, ACTION and CATEGORY that gi2_rule and gi2_keywords share */
+
+static char *
+ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
+    int *action)
+{
+    ngx_str_t                 *value, *id;
+    ngx_uint_t                 i;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_gi2_main_conf_t  *gmcf;
+
+    value = cf->args->elts;
+
+    if (ngx_http_gi2_token_valid(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rule id \"%V\": use 1 to 128 of "
+                           "A-Z a-z 0-9 _ - . : /", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strcmp(value[2].data, "deny") == 0) {
+        *action = GI2_ACTION_DENY;
+
+    } else if (ngx_strcmp(value[2].data, "flag") == 0) {
+        *action = GI2_ACTION_FLAG;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid action \"%V\" in rule \"%V\": "
+                           "use \"deny\" or \"flag\"", &value[2], &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_gi2_token_valid(&value[3]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid category \"%V\" in rule \"%V\": use 1 to "
+                           "128 of A-Z a-z 0-9 _ - . : /",
+                           &value[3], &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gi2_module);
+
+    id = gmcf->rule_ids.elts;
+
+    for (i = 0; i < gmcf->rule_ids.nelts; i++) {
+        if (id[i].len == value[1].len
+            && ngx_strncmp(id[i].data, value[1].data, id[i].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate rule id \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    id = ngx_array_push(&gmcf->rule_ids);
+    if (id == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *id = value[1];
+
+    if (glcf->ruleset == NULL) {
+        glcf->ruleset = gi2_ruleset_create();
+        if (glcf->ruleset == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            gi2_ruleset_free(glcf->ruleset);
+            glcf->ruleset = NULL;
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_gi2_ruleset_cleanup;
+        cln->data = glcf->ruleset;
+
+        glcf->rules_file = cf->conf_file->file.name.data;
+        glcf->rules_line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_gi2_ruleset_cleanup(void *data)
+{
+    gi2_ruleset_free(data);
+}
+
+
+static char *
+ngx_http_gi2_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    int         action;
+    char       *rv, err[NGX_HTTP_GI2_ERRLEN];
+    ngx_str_t  *value;
+
+    rv = ngx_http_gi2_rule_head(cf, glcf, &action);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+
+    if (value[4].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty pattern in gi2_rule \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (gi2_ruleset_add_regex(glcf->ruleset, (char *) value[1].data, action,
+                              (char *) value[3].data, value[4].data,
+                              value[4].len, err, sizeof(err))
+        < 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_rule \"%V\": bad pattern: %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    int          action, rule;
+    char        *rv, err[NGX_HTTP_GI2_ERRLEN];
+    u_char      *buf, *p, *end, *eol, *s, *e;
+    ssize_t      n;
+    ngx_fd_t     fd;
+    ngx_str_t   *value, name;
+    ngx_uint_t   line, count;
+    ngx_file_info_t  fi;
+
+    rv = ngx_http_gi2_rule_head(cf, glcf, &action);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+    name = value[4];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "gi2_keywords \"%V\": cannot open \"%V\"",
+                           &value[1], &name);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+    rv = NGX_CONF_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "gi2_keywords \"%V\": cannot stat \"%V\"",
+                           &value[1], &name);
+        goto done;
+    }
+
+    if (ngx_file_size(&fi) > 64 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_keywords \"%V\": \"%V\" is over 64M",
+                           &value[1], &name);
+        goto done;
+    }
+
+    buf = ngx_alloc(ngx_file_size(&fi) + 1, cf->log);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    /* configuration time: a blocking read is fine here */
+
+    n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+    if (n == -1 || n != ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "gi2_keywords \"%V\": cannot read \"%V\"",
+                           &value[1], &name);
+        goto done;
+    }
+
+    rule = gi2_ruleset_add_keywords(glcf->ruleset, (char *) value[1].data,
+                                    action, (char *) value[3].data,
+                                    err, sizeof(err));
+    if (rule < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "gi2_keywords \"%V\": %s",
+                           &value[1], err);
+        goto done;
+    }
+
+    end = buf + n;
+    line = 0;
+    count = 0;
+
+    for (p = buf; p < end; p = eol + 1) {
+        line++;
+
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        for (s = p; s < eol && (*s == ' ' || *s == '\t'); s++) {
+            /* void */
+        }
+
+        for (e = eol; e > s && (e[-1] == ' ' || e[-1] == '\t'
+                                || e[-1] == '\r'); e--)
+        {
+            /* void */
+        }
+
+        if (s == e || *s == '#') {
+            continue;
+        }
+
+        if (gi2_ruleset_add_keyword(glcf->ruleset, rule, s, e - s,
+                                    err, sizeof(err))
+            != GI2_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "gi2_keywords \"%V\": %V:%ui: %s",
+                               &value[1], &name, line, err);
+            goto done;
+        }
+
+        count++;
+    }
+
+    if (count == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_keywords \"%V\": no keywords in \"%V\"",
+                           &value[1], &name);
+        goto done;
+    }
+
+    rv = NGX_CONF_OK;
+
+done:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &name);
+    }
+
+    return rv;
+}
+
+
+static char *
+ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    ngx_str_t                 *value, v;
+    ngx_int_t                  y, m, d;
+    ngx_uint_t                 i;
+    ngx_http_gi2_exception_t  *e, *x;
+
+    value = cf->args->elts;
+
+    if (ngx_http_gi2_token_valid(&value[1]) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid exception id \"%V\": use 1 to 128 of "
+                           "A-Z a-z 0-9 _ - . : /", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (glcf->exceptions == NGX_CONF_UNSET_PTR) {
+        glcf->exceptions = ngx_array_create(cf->pool, 4,
+                                      sizeof(ngx_http_gi2_exception_t));
+        if (glcf->exceptions == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    x = glcf->exceptions->elts;
+
+    for (i = 0; i < glcf->exceptions->nelts; i++) {
+        if (x[i].id.len == value[1].len
+            && ngx_strncmp(x[i].id.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate exception id \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    e = ngx_array_push(glcf->exceptions);
+    if (e == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(e, sizeof(ngx_http_gi2_exception_t));
+    e->id = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "expires=", 8) == 0) {
+            v.data = value[i].data + 8;
+            v.len = value[i].len - 8;
+
+            if (e->expires || v.len != 10 || v.data[4] != '-'
+                || v.data[7] != '-')
+            {
+                goto invalid;
+            }
+
+            y = ngx_atoi(v.data, 4);
+            m = ngx_atoi(v.data + 5, 2);
+            d = ngx_atoi(v.data + 8, 2);
+
+            if (y < 1970 || m < 1 || m > 12 || d < 1
+                || d > (ngx_int_t) ((m == 2)
+                                    ? ((y % 4 == 0 && y % 100 != 0)
+                                       || y % 400 == 0) ? 29 : 28
+                                    : (m == 4 || m == 6 || m == 9
+                                       || m == 11) ? 30 : 31))
+            {
+                goto invalid;
+            }
+
+            /* valid through the whole last day, UTC */
+            e->expires = (ngx_http_gi2_days(y, m, d) + 1) * 86400;
+
+            if (e->expires <= ngx_time()) {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "gi2_exception \"%V\" has expired",
+                                   &e->id);
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "consumer=", 9) == 0) {
+            if (e->consumer.len || value[i].len == 9) {
+                goto invalid;
+            }
+
+            e->consumer.data = value[i].data + 9;
+            e->consumer.len = value[i].len - 9;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in gi2_exception \"%V\": "
+                       "use expires=YYYY-MM-DD and consumer=VALUE",
+                       &value[i], &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* days since 1970-01-01 of a proleptic Gregorian date */
+
+static time_t
+ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d)
+{
+    ngx_int_t  era, yoe, doy, doe;
+
+    y -= (m <= 2);
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+    return (time_t) (era * 146097 + doe - 719468);
+}
+
+
+static char *
+ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *status = data;
+
+    if (*status < 400 || *status > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_reject_status must be 400 to 599");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+void *
+ngx_http_gi2_pool_alloc(void *data, size_t size)
+{
+    return ngx_palloc(data, size);
+}

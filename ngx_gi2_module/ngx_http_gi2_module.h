@@ -1,0 +1,91 @@
+/*
+ * ngx_gi2_module: moderation and audit for AI image generation.
+ * Shared declarations of the nginx glue.
+ */
+
+#ifndef _NGX_HTTP_GI2_MODULE_H_INCLUDED_
+#define _NGX_HTTP_GI2_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "gi2_core.h"
+
+
+#define NGX_HTTP_GI2_LOW_REJECT      0
+#define NGX_HTTP_GI2_LOW_REWRITE     1
+#define NGX_HTTP_GI2_LOW_ALLOW       2
+
+#define NGX_HTTP_GI2_NONE            0
+#define NGX_HTTP_GI2_ALLOW           1
+#define NGX_HTTP_GI2_FLAG            2
+#define NGX_HTTP_GI2_REWRITE         3
+#define NGX_HTTP_GI2_REJECT          4
+
+#define NGX_HTTP_GI2_GENERATIONS     1
+#define NGX_HTTP_GI2_EDITS           2
+
+
+typedef struct {
+    ngx_str_t                   id;
+    time_t                      expires;    /* 0: never; else first second
+                                               after the last valid day */
+    ngx_str_t                   consumer;   /* empty: any consumer */
+} ngx_http_gi2_exception_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_uint_t                  moderation_low;
+    ngx_uint_t                  reject_status;
+    ngx_str_t                   exception_header;
+    ngx_array_t                *exceptions;    /* ngx_http_gi2_exception_t */
+    ngx_http_complex_value_t   *consumer;
+
+    /* gi2_rule and gi2_keywords of this level, in order */
+    gi2_ruleset_t              *ruleset;
+    u_char                     *rules_file;
+    ngx_uint_t                  rules_line;
+} ngx_http_gi2_loc_conf_t;
+
+
+typedef struct {
+    ngx_array_t                 rule_ids;      /* ngx_str_t, all levels */
+} ngx_http_gi2_main_conf_t;
+
+
+typedef struct {
+    ngx_int_t                   status;        /* for the phase re-entry */
+
+    gi2_req_parser_t           *parser;
+    gi2_req_t                   req;
+    gi2_ruleset_t              *ruleset;
+    unsigned                   *hits;
+    ngx_uint_t                  nhits;
+
+    ngx_uint_t                  decision;
+    const char                 *reject_code;
+    ngx_str_t                   exception_id;
+    ngx_str_t                   exception_presented;
+    ngx_uint_t                  exception_count;
+    ngx_str_t                   moderation_effective;
+
+    unsigned                    endpoint:2;
+    unsigned                    filtered:1;    /* body parsed by filter */
+    unsigned                    done:1;
+} ngx_http_gi2_ctx_t;
+
+
+ngx_int_t ngx_http_gi2_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gi2_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+void *ngx_http_gi2_pool_alloc(void *data, size_t size);
+
+
+extern ngx_module_t                    ngx_http_gi2_module;
+extern ngx_http_request_body_filter_pt ngx_http_gi2_next_request_body_filter;
+
+
+#endif /* _NGX_HTTP_GI2_MODULE_H_INCLUDED_ */
