@@ -98,6 +98,12 @@ void gi2_req_parser_destroy(gi2_req_parser_t *p);
 
 const char *gi2_field_name(gi2_field_e f);
 
+/*
+ * Given bytes that end with the closing quote of a JSON string, the index
+ * of its opening quote, or -1.
+ */
+long gi2_json_string_start(const unsigned char *win, size_t len);
+
 
 /* rules */
 
@@ -117,6 +123,10 @@ typedef struct gi2_ruleset_s  gi2_ruleset_t;
 
 gi2_ruleset_t *gi2_ruleset_create(void);
 void gi2_ruleset_free(gi2_ruleset_t *rs);
+
+/* compile and discard: for configuration checks */
+int gi2_regex_check(const unsigned char *pattern, size_t len, char *err,
+    size_t errlen);
 
 /*
  * Both return the rule's index, or GI2_ERROR with a message in err.

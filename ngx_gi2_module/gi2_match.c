@@ -236,17 +236,14 @@ gi2_add_rule(gi2_ruleset_t *rs, const char *id, int action,
 }
 
 
-int
-gi2_ruleset_add_regex(gi2_ruleset_t *rs, const char *id, int action,
-    const char *category, const unsigned char *pattern, size_t len,
-    char *err, size_t errlen)
+static pcre2_code *
+gi2_regex_compile(const unsigned char *pattern, size_t len, char *err,
+    size_t errlen)
 {
-    int              idx, rc, n, i;
-    size_t           off;
-    pcre2_code      *re;
-    unsigned char   *buf;
-    gi2_str_t        lits[GI2_MAX_BRANCHES];
-    PCRE2_UCHAR      msg[256];
+    int           rc;
+    size_t        off;
+    pcre2_code   *re;
+    PCRE2_UCHAR   msg[256];
 
     re = pcre2_compile(pattern, len,
                        PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS
@@ -255,6 +252,41 @@ gi2_ruleset_add_regex(gi2_ruleset_t *rs, const char *id, int action,
     if (re == NULL) {
         pcre2_get_error_message(rc, msg, sizeof(msg));
         snprintf(err, errlen, "%s at offset %zu", (char *) msg, off);
+    }
+
+    return re;
+}
+
+
+int
+gi2_regex_check(const unsigned char *pattern, size_t len, char *err,
+    size_t errlen)
+{
+    pcre2_code  *re;
+
+    re = gi2_regex_compile(pattern, len, err, errlen);
+    if (re == NULL) {
+        return GI2_ERROR;
+    }
+
+    pcre2_code_free(re);
+
+    return GI2_OK;
+}
+
+
+int
+gi2_ruleset_add_regex(gi2_ruleset_t *rs, const char *id, int action,
+    const char *category, const unsigned char *pattern, size_t len,
+    char *err, size_t errlen)
+{
+    int              idx, n, i;
+    pcre2_code      *re;
+    unsigned char   *buf;
+    gi2_str_t        lits[GI2_MAX_BRANCHES];
+
+    re = gi2_regex_compile(pattern, len, err, errlen);
+    if (re == NULL) {
         return GI2_ERROR;
     }
 

@@ -60,6 +60,35 @@ static yajl_callbacks  gi2_req_callbacks = {
 };
 
 
+long
+gi2_json_string_start(const unsigned char *win, size_t len)
+{
+    size_t  j, k;
+
+    if (len < 2 || win[len - 1] != '"') {
+        return -1;
+    }
+
+    /* inside a string a quote is always escaped: odd backslashes */
+
+    for (j = len - 1; j > 0; j--) {
+        if (win[j - 1] != '"') {
+            continue;
+        }
+
+        for (k = j - 1; k > 0 && win[k - 1] == '\\'; k--) {
+            /* void */
+        }
+
+        if (((j - 1) - k) % 2 == 0) {
+            return (long) (j - 1);
+        }
+    }
+
+    return -1;
+}
+
+
 const char *
 gi2_field_name(gi2_field_e f)
 {
@@ -273,9 +302,7 @@ gi2_req_string(void *ctx, const unsigned char *s, size_t len)
     gi2_req_parser_t  *p = ctx;
 
     if (!gi2_utf8_valid(s, len)) {
-        gi2_req_fail(p, "the request body is not valid UTF-8",
-                     (p->depth == 1 && p->key >= 0)
-                     ? gi2_field_names[p->key] : NULL);
+        gi2_req_fail(p, "the request body is not valid UTF-8", NULL);
         return 0;
     }
 

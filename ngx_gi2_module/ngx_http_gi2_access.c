@@ -13,6 +13,9 @@
 
 #define NGX_HTTP_GI2_READ_CHUNK  16384
 
+/* "low" spelled with escapes is at most 20 bytes: room to spare */
+#define NGX_HTTP_GI2_TOKEN_MAX   64
+
 
 static ngx_uint_t ngx_http_gi2_endpoint(ngx_http_request_t *r);
 static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r,
@@ -29,6 +32,8 @@ static ngx_int_t ngx_http_gi2_consumer(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer);
 static ngx_int_t ngx_http_gi2_rewrite(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_chain_read(ngx_http_request_t *r,
+    off_t from, off_t to, u_char *dst);
 static ngx_int_t ngx_http_gi2_slice(ngx_http_request_t *r,
     ngx_chain_t ***last, off_t from, off_t to);
 static ngx_int_t ngx_http_gi2_reject(ngx_http_request_t *r,
@@ -271,8 +276,9 @@ ngx_http_gi2_check_headers(ngx_http_request_t *r,
         && ngx_strncasecmp(ct.data, (u_char *) "multipart/form-data", 19)
            == 0)
     {
-        return "multipart/form-data requests are not supported by this "
-               "gateway yet; send the JSON form of the request";
+        return "multipart/form-data is not supported yet by this gateway; "
+               "send the JSON form of the request (images as image_url or "
+               "file_id)";
     }
 
     if (ngx_http_gi2_media_type_ok(&ct) != NGX_OK) {
@@ -754,31 +760,44 @@ ngx_http_gi2_consumer(ngx_http_request_t *r, ngx_http_gi2_loc_conf_t *glcf,
 
 
 /*
- * "moderation":"low" becomes "moderation":"auto": everything from the end
- * of the key to the end of the value is replaced by :"auto", the rest of
- * the body is spliced around it, in memory or in the temporary file.
+ * "moderation":"low" becomes "moderation":"auto": only the value token is
+ * replaced, the rest of the body is spliced around it, whether it sits in
+ * memory or in the temporary file.
  */
 
 static ngx_int_t
 ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 {
     off_t            total, from, to, len;
-    u_char          *p;
+    u_char          *p, win[NGX_HTTP_GI2_TOKEN_MAX];
+    long             start;
     ngx_buf_t       *b;
     ngx_chain_t     *out, **last, *cl;
     gi2_field_t     *f;
     ngx_table_elt_t *h;
 
-    static u_char  value[] = ":\"auto\"";
+    static u_char  value[] = "\"auto\"";
 
     f = &ctx->req.field[GI2_F_MODERATION];
-    from = (off_t) f->key_end;
     to = (off_t) f->value_end;
     total = (off_t) ctx->req.length;
 
-    if (from >= to || to > total) {
+    /* the token ends at value_end; find where it starts */
+
+    from = ngx_max((off_t) f->key_end, to - NGX_HTTP_GI2_TOKEN_MAX);
+
+    if (from >= to || to > total
+        || ngx_http_gi2_chain_read(r, from, to, win) != NGX_OK)
+    {
         return NGX_ERROR;
     }
+
+    start = gi2_json_string_start(win, to - from);
+    if (start < 0) {
+        return NGX_ERROR;
+    }
+
+    from += start;
 
     out = NULL;
     last = &out;
@@ -786,7 +805,6 @@ ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
     if (ngx_http_gi2_slice(r, &last, 0, from) != NGX_OK) {
         return NGX_ERROR;
     }
-
     b = ngx_calloc_buf(r->pool);
     cl = ngx_alloc_chain_link(r->pool);
     if (b == NULL || cl == NULL) {
@@ -829,6 +847,48 @@ ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/* copy body bytes [from, to) of the current chain into dst */
+
+static ngx_int_t
+ngx_http_gi2_chain_read(ngx_http_request_t *r, off_t from, off_t to,
+    u_char *dst)
+{
+    off_t         pos, size, s, e;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    pos = 0;
+
+    for (cl = r->request_body->bufs; cl && pos < to; cl = cl->next) {
+        b = cl->buf;
+        size = ngx_buf_size(b);
+
+        s = ngx_max(from, pos);
+        e = ngx_min(to, pos + size);
+
+        if (s < e) {
+            if (ngx_buf_in_memory(b)) {
+                ngx_memcpy(dst, b->pos + (s - pos), e - s);
+
+            } else {
+                n = ngx_read_file(b->file, dst, e - s,
+                                  b->file_pos + (s - pos));
+                if (n != e - s) {
+                    return NGX_ERROR;
+                }
+            }
+
+            dst += e - s;
+        }
+
+        pos += size;
+    }
+
+    return (pos >= to) ? NGX_OK : NGX_ERROR;
 }
 
 

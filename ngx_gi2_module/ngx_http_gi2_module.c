@@ -24,8 +24,10 @@ static char *ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post,
     void *data);
 static time_t ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d);
-static char *ngx_http_gi2_rule_head(ngx_conf_t *cf,
-    ngx_http_gi2_loc_conf_t *glcf, int *action);
+static ngx_http_gi2_rule_decl_t *ngx_http_gi2_rule_head(ngx_conf_t *cf,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_uint_t keywords);
+static gi2_ruleset_t *ngx_http_gi2_build(ngx_conf_t *cf,
+    ngx_http_gi2_loc_conf_t *glcf);
 static ngx_int_t ngx_http_gi2_token_valid(ngx_str_t *s);
 static ngx_int_t ngx_http_gi2_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -465,8 +467,6 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_gi2_loc_conf_t *prev = parent;
     ngx_http_gi2_loc_conf_t *conf = child;
 
-    char  err[NGX_HTTP_GI2_ERRLEN];
-
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->moderation_low, prev->moderation_low,
                               NGX_HTTP_GI2_LOW_REJECT);
@@ -477,21 +477,35 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->exceptions, prev->exceptions, NULL);
     ngx_conf_merge_ptr_value(conf->consumer, prev->consumer, NULL);
 
-    /* rules and keyword lists inherit together, like an nginx array */
+    /*
+     * gi2_rule and gi2_keywords are two nginx arrays, each inherited only
+     * by a level that has none of its own; the rule set is built once per
+     * distinct pair.  The http level is never a child: build it here.
+     */
 
-    if (conf->ruleset == NULL) {
-        conf->ruleset = prev->ruleset;
-        conf->rules_file = prev->rules_file;
-        conf->rules_line = prev->rules_line;
+    if (prev->ruleset == NULL && (prev->rules || prev->keywords)) {
+        prev->ruleset = ngx_http_gi2_build(cf, prev);
+        if (prev->ruleset == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
-    if (conf->ruleset != NULL
-        && gi2_ruleset_compile(conf->ruleset, err, sizeof(err)) != GI2_OK)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "gi2 rules defined in %s:%ui: %s",
-                      conf->rules_file, conf->rules_line, err);
-        return NGX_CONF_ERROR;
+    if (conf->rules == NULL) {
+        conf->rules = prev->rules;
+    }
+
+    if (conf->keywords == NULL) {
+        conf->keywords = prev->keywords;
+    }
+
+    if (conf->rules == prev->rules && conf->keywords == prev->keywords) {
+        conf->ruleset = prev->ruleset;
+
+    } else if (conf->ruleset == NULL) {
+        conf->ruleset = ngx_http_gi2_build(cf, conf);
+        if (conf->ruleset == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -525,13 +539,15 @@ ngx_http_gi2_token_valid(ngx_str_t *s)
 
 /* the ID, ACTION and CATEGORY that gi2_rule and gi2_keywords share */
 
-static char *
+static ngx_http_gi2_rule_decl_t *
 ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
-    int *action)
+    ngx_uint_t keywords)
 {
+    int                        action;
     ngx_str_t                 *value, *id;
     ngx_uint_t                 i;
-    ngx_pool_cleanup_t        *cln;
+    ngx_array_t              **list;
+    ngx_http_gi2_rule_decl_t  *decl;
     ngx_http_gi2_main_conf_t  *gmcf;
 
     value = cf->args->elts;
@@ -540,20 +556,20 @@ ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid rule id \"%V\": use 1 to 128 of "
                            "A-Z a-z 0-9 _ - . : /", &value[1]);
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     if (ngx_strcmp(value[2].data, "deny") == 0) {
-        *action = GI2_ACTION_DENY;
+        action = GI2_ACTION_DENY;
 
     } else if (ngx_strcmp(value[2].data, "flag") == 0) {
-        *action = GI2_ACTION_FLAG;
+        action = GI2_ACTION_FLAG;
 
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid action \"%V\" in rule \"%V\": "
                            "use \"deny\" or \"flag\"", &value[2], &value[1]);
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     if (ngx_http_gi2_token_valid(&value[3]) != NGX_OK) {
@@ -561,7 +577,7 @@ ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
                            "invalid category \"%V\" in rule \"%V\": use 1 to "
                            "128 of A-Z a-z 0-9 _ - . : /",
                            &value[3], &value[1]);
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     gmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_gi2_module);
@@ -573,39 +589,43 @@ ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
             && ngx_strncmp(id[i].data, value[1].data, id[i].len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate rule id \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
+                               "gi2: duplicate rule id \"%V\"", &value[1]);
+            return NULL;
         }
     }
 
     id = ngx_array_push(&gmcf->rule_ids);
     if (id == NULL) {
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
     *id = value[1];
 
-    if (glcf->ruleset == NULL) {
-        glcf->ruleset = gi2_ruleset_create();
-        if (glcf->ruleset == NULL) {
-            return NGX_CONF_ERROR;
+    list = keywords ? &glcf->keywords : &glcf->rules;
+
+    if (*list == NULL) {
+        *list = ngx_array_create(cf->pool, 8,
+                                 sizeof(ngx_http_gi2_rule_decl_t));
+        if (*list == NULL) {
+            return NULL;
         }
-
-        cln = ngx_pool_cleanup_add(cf->pool, 0);
-        if (cln == NULL) {
-            gi2_ruleset_free(glcf->ruleset);
-            glcf->ruleset = NULL;
-            return NGX_CONF_ERROR;
-        }
-
-        cln->handler = ngx_http_gi2_ruleset_cleanup;
-        cln->data = glcf->ruleset;
-
-        glcf->rules_file = cf->conf_file->file.name.data;
-        glcf->rules_line = cf->conf_file->line;
     }
 
-    return NGX_CONF_OK;
+    decl = ngx_array_push(*list);
+    if (decl == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(decl, sizeof(ngx_http_gi2_rule_decl_t));
+
+    decl->id = value[1];
+    decl->category = value[3];
+    decl->pattern = value[4];
+    decl->action = action;
+    decl->file = cf->conf_file->file.name.data;
+    decl->line = cf->conf_file->line;
+
+    return decl;
 }
 
 
@@ -621,31 +641,27 @@ ngx_http_gi2_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gi2_loc_conf_t *glcf = conf;
 
-    int         action;
-    char       *rv, err[NGX_HTTP_GI2_ERRLEN];
-    ngx_str_t  *value;
+    char                       err[NGX_HTTP_GI2_ERRLEN];
+    ngx_http_gi2_rule_decl_t  *decl;
 
-    rv = ngx_http_gi2_rule_head(cf, glcf, &action);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    value = cf->args->elts;
-
-    if (value[4].len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty pattern in gi2_rule \"%V\"", &value[1]);
+    decl = ngx_http_gi2_rule_head(cf, glcf, 0);
+    if (decl == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    if (gi2_ruleset_add_regex(glcf->ruleset, (char *) value[1].data, action,
-                              (char *) value[3].data, value[4].data,
-                              value[4].len, err, sizeof(err))
-        < 0)
+    if (decl->pattern.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty pattern in gi2_rule \"%V\"", &decl->id);
+        return NGX_CONF_ERROR;
+    }
+
+    if (gi2_regex_check(decl->pattern.data, decl->pattern.len, err,
+                        sizeof(err))
+        != GI2_OK)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "gi2_rule \"%V\": bad pattern: %s",
-                           &value[1], err);
+                           &decl->id, err);
         return NGX_CONF_ERROR;
     }
 
@@ -653,27 +669,30 @@ ngx_http_gi2_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* configuration time: the list is read and checked here, used in merge */
+
 static char *
 ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gi2_loc_conf_t *glcf = conf;
 
-    int          action, rule;
-    char        *rv, err[NGX_HTTP_GI2_ERRLEN];
-    u_char      *buf, *p, *end, *eol, *s, *e;
-    ssize_t      n;
-    ngx_fd_t     fd;
-    ngx_str_t   *value, name;
-    ngx_uint_t   line, count;
-    ngx_file_info_t  fi;
+    char                      *rv;
+    u_char                    *buf, *p, *end, *eol, *s, *e;
+    ssize_t                    n;
+    ngx_fd_t                   fd;
+    ngx_str_t                  name, *kw;
+    gi2_str_t                  norm;
+    ngx_uint_t                 line;
+    gi2_alloc_t                alloc;
+    ngx_file_info_t            fi;
+    ngx_http_gi2_rule_decl_t  *decl;
 
-    rv = ngx_http_gi2_rule_head(cf, glcf, &action);
-    if (rv != NGX_CONF_OK) {
-        return rv;
+    decl = ngx_http_gi2_rule_head(cf, glcf, 1);
+    if (decl == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    value = cf->args->elts;
-    name = value[4];
+    name = decl->pattern;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -683,54 +702,49 @@ ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "gi2_keywords \"%V\": cannot open \"%V\"",
-                           &value[1], &name);
+                           &decl->id, &name);
         return NGX_CONF_ERROR;
     }
 
-    buf = NULL;
     rv = NGX_CONF_ERROR;
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "gi2_keywords \"%V\": cannot stat \"%V\"",
-                           &value[1], &name);
+                           &decl->id, &name);
         goto done;
     }
 
     if (ngx_file_size(&fi) > 64 * 1024 * 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "gi2_keywords \"%V\": \"%V\" is over 64M",
-                           &value[1], &name);
+                           &decl->id, &name);
         goto done;
     }
 
-    buf = ngx_alloc(ngx_file_size(&fi) + 1, cf->log);
+    buf = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
     if (buf == NULL) {
         goto done;
     }
-
-    /* configuration time: a blocking read is fine here */
 
     n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
     if (n == -1 || n != ngx_file_size(&fi)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "gi2_keywords \"%V\": cannot read \"%V\"",
-                           &value[1], &name);
+                           &decl->id, &name);
         goto done;
     }
 
-    rule = gi2_ruleset_add_keywords(glcf->ruleset, (char *) value[1].data,
-                                    action, (char *) value[3].data,
-                                    err, sizeof(err));
-    if (rule < 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "gi2_keywords \"%V\": %s",
-                           &value[1], err);
+    decl->phrases = ngx_array_create(cf->pool, 64, sizeof(ngx_str_t));
+    if (decl->phrases == NULL) {
         goto done;
     }
+
+    alloc.alloc = ngx_http_gi2_pool_alloc;
+    alloc.data = cf->temp_pool;
 
     end = buf + n;
     line = 0;
-    count = 0;
 
     for (p = buf; p < end; p = eol + 1) {
         line++;
@@ -754,23 +768,29 @@ ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (gi2_ruleset_add_keyword(glcf->ruleset, rule, s, e - s,
-                                    err, sizeof(err))
-            != GI2_OK)
+        if (gi2_normalize(s, e - s, &norm, &alloc) != GI2_OK
+            || norm.len == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "gi2_keywords \"%V\": %V:%ui: %s",
-                               &value[1], &name, line, err);
+                               "gi2_keywords \"%V\": %V:%ui: not valid "
+                               "UTF-8, or nothing left once normalized",
+                               &decl->id, &name, line);
             goto done;
         }
 
-        count++;
+        kw = ngx_array_push(decl->phrases);
+        if (kw == NULL) {
+            goto done;
+        }
+
+        kw->data = s;
+        kw->len = e - s;
     }
 
-    if (count == 0) {
+    if (decl->phrases->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "gi2_keywords \"%V\": no keywords in \"%V\"",
-                           &value[1], &name);
+                           &decl->id, &name);
         goto done;
     }
 
@@ -778,16 +798,104 @@ ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 done:
 
-    if (buf) {
-        ngx_free(buf);
-    }
-
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
                       ngx_close_file_n " \"%V\" failed", &name);
     }
 
     return rv;
+}
+
+
+/* one rule set: the gi2_rule list, then the gi2_keywords lists */
+
+static gi2_ruleset_t *
+ngx_http_gi2_build(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf)
+{
+    int                        rule;
+    char                       err[NGX_HTTP_GI2_ERRLEN];
+    ngx_str_t                 *kw;
+    ngx_uint_t                 i, j, k;
+    ngx_array_t               *lists[2];
+    gi2_ruleset_t             *rs;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_gi2_rule_decl_t  *decl;
+
+    rs = gi2_ruleset_create();
+    if (rs == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        gi2_ruleset_free(rs);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_gi2_ruleset_cleanup;
+    cln->data = rs;
+
+    lists[0] = glcf->rules;
+    lists[1] = glcf->keywords;
+    decl = NULL;
+
+    for (k = 0; k < 2; k++) {
+        if (lists[k] == NULL) {
+            continue;
+        }
+
+        decl = lists[k]->elts;
+
+        for (i = 0; i < lists[k]->nelts; i++, decl++) {
+
+            if (k == 0) {
+                rule = gi2_ruleset_add_regex(rs, (char *) decl->id.data,
+                                             decl->action,
+                                             (char *) decl->category.data,
+                                             decl->pattern.data,
+                                             decl->pattern.len,
+                                             err, sizeof(err));
+                if (rule < 0) {
+                    goto failed;
+                }
+
+                continue;
+            }
+
+            rule = gi2_ruleset_add_keywords(rs, (char *) decl->id.data,
+                                            decl->action,
+                                            (char *) decl->category.data,
+                                            err, sizeof(err));
+            if (rule < 0) {
+                goto failed;
+            }
+
+            kw = decl->phrases->elts;
+
+            for (j = 0; j < decl->phrases->nelts; j++) {
+                if (gi2_ruleset_add_keyword(rs, rule, kw[j].data, kw[j].len,
+                                            err, sizeof(err))
+                    != GI2_OK)
+                {
+                    goto failed;
+                }
+            }
+        }
+    }
+
+    if (gi2_ruleset_compile(rs, err, sizeof(err)) != GI2_OK) {
+        decl = glcf->keywords ? glcf->keywords->elts : glcf->rules->elts;
+        goto failed;
+    }
+
+    return rs;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "gi2 rule \"%V\": %s in %s:%ui",
+                  &decl->id, err, decl->file, decl->line);
+
+    return NULL;
 }
 
 

@@ -37,6 +37,17 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   category;
+    ngx_str_t                   pattern;       /* or the keyword file */
+    int                         action;
+    ngx_array_t                *phrases;       /* ngx_str_t, keywords */
+    u_char                     *file;
+    ngx_uint_t                  line;
+} ngx_http_gi2_rule_decl_t;
+
+
+typedef struct {
     ngx_flag_t                  enable;
     ngx_uint_t                  moderation_low;
     ngx_uint_t                  reject_status;
@@ -44,10 +55,9 @@ typedef struct {
     ngx_array_t                *exceptions;    /* ngx_http_gi2_exception_t */
     ngx_http_complex_value_t   *consumer;
 
-    /* gi2_rule and gi2_keywords of this level, in order */
-    gi2_ruleset_t              *ruleset;
-    u_char                     *rules_file;
-    ngx_uint_t                  rules_line;
+    ngx_array_t                *rules;         /* gi2_rule */
+    ngx_array_t                *keywords;      /* gi2_keywords */
+    gi2_ruleset_t              *ruleset;       /* built from both */
 } ngx_http_gi2_loc_conf_t;
 
 

@@ -1,0 +1,790 @@
+package Gi2Test;
+
+# Integration test harness for ngx_gi2_module, in the shape of
+# nginx-tests' lib/Test/Nginx.pm: a temp prefix, free ports, nginx
+# start/stop, a mock upstream that records what it receives, raw HTTP
+# helpers, and the "no alerts in error.log" check.  Core Perl only.
+#
+# One nginx and one mock upstream per test file; state lives in %S.
+# GI2_KEEP=1 keeps the prefix (its path is printed with diag).
+# GI2_NGINX overrides /usr/sbin/nginx.
+#
+#   gi2_start($http_block, %o)   write nginx.conf and start nginx; the
+#                                template is the body of http{}, with
+#                                %%PORT%% %%PORT2%% %%UPSTREAM%% %%PREFIX%%
+#                                %%MODULE%%; o: main, log_format, no_module
+#   nginx_t($http_block, %o)     nginx -t: (exit status, output, conf path)
+#   http_post($path, $body, @headers)  -> {status, headers, body, json, id}
+#   http_raw($bytes | [@pieces], pause => s)  -> raw response
+#   upstream_requests() / upstream_reset() / upstream_response(%r)
+#   log_for($res) / log_is($res, {...})  the access log line of a request
+#   error_log_clean()            stop nginx, assert no alert/crit/emerg
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64 decode_base64);
+use POSIX qw(WNOHANG);
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(
+    require_module have_module module_path repo_root prefix port
+    upstream_addr write_file conf_expand conf_write conf_line
+    gi2_start gi2_stop nginx_t
+    upstream_start upstream_response upstream_requests upstream_reset
+    request_bytes chunked http_post http_get http_request http_raw
+    http_send parse_response header_values curl_h2 have_curl_h2
+    access_log_lines log_for error_log error_log_clean
+    json_decode json_encode is_rejection is_passed_exact
+    no_upstream one_upstream log_is LOG_FIELDS
+);
+
+my $REPO = dirname(dirname(dirname(abs_path(__FILE__))));
+my $NGINX = $ENV{GI2_NGINX} || '/usr/sbin/nginx';
+my $MODULE = "$REPO/build/ngx_http_gi2_module.so";
+my $TIMEOUT = 10;
+
+my %S = (id => 0);
+
+$SIG{PIPE} = 'IGNORE';
+
+use constant LOG_FIELDS => qw(
+    t status method uri decision rule_id rule_category
+    moderation_requested moderation_effective exception_id
+    model n size quality reject_code
+);
+
+my $LOG_FORMAT = "escape=json '"
+    . '$http_x_t|$status|$request_method|$uri|$gi2_decision|$gi2_rule_id|'
+    . '$gi2_rule_category|$gi2_moderation_requested|'
+    . '$gi2_moderation_effective|$gi2_exception_id|$gi2_model|$gi2_n|'
+    . '$gi2_size|$gi2_quality|$gi2_reject_code' . "'";
+
+my $DEFAULT_RESPONSE = '{"created":1713833628,"data":[{"b64_json":'
+    . '"iVBORw0KGgo="}],"usage":{"total_tokens":100,"input_tokens":50,'
+    . '"output_tokens":50,"input_tokens_details":{"text_tokens":10,'
+    . '"image_tokens":40}}}';
+
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+
+###########################################################################
+# paths, ports, files
+
+sub repo_root { return $REPO }
+sub module_path { return $MODULE }
+sub have_module { return -f $MODULE }
+
+sub require_module {
+    plan skip_all => "module not built: $MODULE" unless have_module();
+    plan skip_all => "no $NGINX" unless -x $NGINX;
+}
+
+sub prefix {
+    return $S{prefix} if $S{prefix};
+    my $keep = $ENV{GI2_KEEP} ? 1 : 0;
+    $S{prefix} = tempdir('gi2-test-XXXXXX', TMPDIR => 1,
+        CLEANUP => !$keep);
+    # workers run as nobody when the master is root
+    chmod 0755, $S{prefix};
+    diag("prefix: $S{prefix}") if $keep;
+    return $S{prefix};
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "free_port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub port {
+    my ($n) = @_;
+    $n ||= 1;
+    $S{ports}[$n] ||= free_port();
+    return $S{ports}[$n];
+}
+
+sub upstream_addr { return '127.0.0.1:' . upstream_start() }
+
+sub write_file {
+    my ($name, $content) = @_;
+    my $path = $name =~ m{^/} ? $name : prefix() . "/$name";
+    my $dir = dirname($path);
+    if (!-d $dir) {
+        system('mkdir', '-p', $dir) == 0 or die "mkdir $dir";
+    }
+    open my $fh, '>:raw', $path or die "write $path: $!";
+    print {$fh} $content;
+    close $fh or die "close $path: $!";
+    return $path;
+}
+
+sub read_file {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or return undef;
+    local $/;
+    my $data = <$fh>;
+    close $fh;
+    return $data;
+}
+
+sub json_decode {
+    my ($text) = @_;
+    return eval { $JSON->decode($text) };
+}
+
+sub json_encode { return $JSON->encode($_[0]) }
+
+###########################################################################
+# configuration
+
+sub conf_preamble {
+    my (%o) = @_;
+    my $p = prefix();
+    my $err = $o{error_log} || "$p/error.log";
+    my @lines;
+    push @lines, "load_module $MODULE;" unless $o{no_module};
+    push @lines, 'daemon on;', 'master_process on;', 'worker_processes 1;',
+        "error_log $err info;", "pid $p/nginx.pid;";
+    push @lines, $o{main} if defined $o{main};
+    push @lines, 'events {', '    worker_connections 128;', '}';
+    return join("\n", @lines) . "\n";
+}
+
+sub http_preamble {
+    my (%o) = @_;
+    my $p = prefix();
+    my $fmt = $o{log_format} || $LOG_FORMAT;
+    my @lines = (
+        "client_body_temp_path $p/client_body_temp;",
+        "proxy_temp_path $p/proxy_temp;",
+        "fastcgi_temp_path $p/fastcgi_temp;",
+        "uwsgi_temp_path $p/uwsgi_temp;",
+        "scgi_temp_path $p/scgi_temp;",
+        "log_format gi2test $fmt;",
+        "access_log $p/access.log gi2test;",
+    );
+    return join('', map { "    $_\n" } @lines);
+}
+
+sub expand {
+    my ($text) = @_;
+    $text =~ s/%%PORT(\d*)%%/port($1 || 1)/ge;
+    $text =~ s/%%UPSTREAM%%/upstream_addr()/ge;
+    $text =~ s/%%PREFIX%%/prefix()/ge;
+    $text =~ s/%%MODULE%%/$MODULE/g;
+    return $text;
+}
+
+# The template is the body of the http{} block.
+sub conf_expand {
+    my ($tpl, %o) = @_;
+    return expand(conf_preamble(%o) . "http {\n" . http_preamble(%o)
+        . $tpl . "\n}\n");
+}
+
+sub conf_write {
+    my ($tpl, %o) = @_;
+    return write_file($o{name} || 'nginx.conf', conf_expand($tpl, %o));
+}
+
+# Line number (1-based) of the first line of $path matching $re.
+sub conf_line {
+    my ($path, $re) = @_;
+    my @lines = split /\n/, read_file($path) // '';
+    for my $i (0 .. $#lines) {
+        return $i + 1 if $lines[$i] =~ $re;
+    }
+    return undef;
+}
+
+sub run_capture {
+    my (@cmd) = @_;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        exec(@cmd) or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+# nginx -t on a config; returns (exit status, output, conf path).
+sub nginx_t {
+    my ($tpl, %o) = @_;
+    $S{tconf}++;
+    my $p = prefix();
+    my $conf = conf_write($tpl, error_log => "$p/nginx-t.log",
+        name => "t$S{tconf}.conf", %o);
+    my ($rc, $out) = run_capture($NGINX, '-t', '-p', "$p/", '-c', $conf,
+        '-e', "$p/nginx-t.log");
+    return ($rc, $out, $conf);
+}
+
+###########################################################################
+# nginx
+
+sub wait_port {
+    my ($port) = @_;
+    my $end = time() + $TIMEOUT;
+    while (time() < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $port, Proto => 'tcp');
+        if ($s) {
+            close $s;
+            return 1;
+        }
+        sleep(0.02);
+    }
+    return 0;
+}
+
+sub gi2_start {
+    my ($tpl, %o) = @_;
+    gi2_stop();
+    upstream_start();
+    my $p = prefix();
+    my $conf = conf_write($tpl, %o);
+    my ($rc, $out) = run_capture($NGINX, '-p', "$p/", '-c', $conf,
+        '-e', "$p/error.log");
+    die "nginx failed to start ($rc): $out\n" . error_tail() if $rc;
+    $S{running} = 1;
+    wait_pid_file(1) or die "no pid file\n" . error_tail();
+    wait_port(port(1)) or die "port " . port(1) . " not open\n"
+        . error_tail();
+    return $conf;
+}
+
+sub wait_pid_file {
+    my ($exists) = @_;
+    my $file = prefix() . '/nginx.pid';
+    my $end = time() + $TIMEOUT;
+    while (time() < $end) {
+        return 1 if (-s $file ? 1 : 0) == $exists;
+        sleep(0.02);
+    }
+    return 0;
+}
+
+sub gi2_stop {
+    return unless $S{running};
+    $S{running} = 0;
+    my $pid = read_file(prefix() . '/nginx.pid');
+    return unless $pid && $pid =~ /^(\d+)/;
+    $pid = $1;
+    for my $sig (qw(QUIT TERM KILL)) {
+        kill $sig, $pid;
+        return if wait_pid_file(0) && !kill(0, $pid);
+    }
+}
+
+sub error_tail {
+    my $log = error_log();
+    my @l = split /\n/, $log;
+    splice @l, 0, @l - 20 if @l > 20;
+    return join("\n", @l) . "\n";
+}
+
+sub error_log { return read_file(prefix() . '/error.log') // '' }
+
+# Stops nginx (shutdown alerts count too), then checks error.log.
+sub error_log_clean {
+    gi2_stop();
+    my @bad = grep { /\[(alert|crit|emerg)\]|exited on signal|segfault/i }
+        split /\n/, error_log();
+    ok(!@bad, 'error.log has no alert/crit/emerg or crash lines')
+        or diag(join("\n", @bad[0 .. ($#bad > 19 ? 19 : $#bad)]));
+}
+
+###########################################################################
+# mock upstream
+
+sub upstream_dir { return prefix() . '/upstream' }
+
+sub upstream_start {
+    return $S{uport} if $S{uport};
+    my $dir = upstream_dir();
+    mkdir $dir unless -d $dir;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 0, Proto => 'tcp', Listen => 128, ReuseAddr => 1)
+        or die "upstream listen: $!";
+    my $parent = $$;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        upstream_loop($l, $dir, $parent);
+        POSIX::_exit(0);
+    }
+    $S{uport} = $l->sockport;
+    $S{upid} = $pid;
+    close $l;
+    return $S{uport};
+}
+
+sub upstream_stop {
+    return unless $S{upid};
+    kill 'TERM', $S{upid};
+    waitpid($S{upid}, 0);
+    delete $S{upid};
+}
+
+sub upstream_loop {
+    my ($l, $dir, $parent) = @_;
+    my $sel = IO::Select->new($l);
+    my $seq = 0;
+    while (getppid() == $parent) {
+        next unless $sel->can_read(1);
+        my $c = $l->accept or next;
+        eval { upstream_serve($c, $dir, \$seq) };
+        close $c;
+    }
+}
+
+sub upstream_serve {
+    my ($c, $dir, $seq) = @_;
+    my $rd = reader($c);
+    my $line = $rd->{line}->();
+    return unless defined $line;
+    my ($method, $uri, $version) = split / /, $line;
+    my ($headers, $list) = read_headers($rd);
+    my ($body, $chunked) = read_body($rd, $headers);
+    my $rec = { seq => ++$$seq, method => $method, uri => $uri,
+        version => $version, headers => $headers, header_list => $list,
+        chunked => $chunked, body_length => length($body),
+        body_b64 => encode_base64($body, '') };
+    my $name = sprintf('%s/%06d.json', $dir, $$seq);
+    write_file("$name.tmp", $JSON->encode($rec));
+    rename "$name.tmp", $name or die "rename: $!";
+    syswrite_all($c, upstream_reply($dir));
+}
+
+sub read_headers {
+    my ($rd) = @_;
+    my (%h, @list);
+    while (defined(my $l = $rd->{line}->())) {
+        last if $l eq '';
+        my ($n, $v) = $l =~ /^([^:]+):\s*(.*?)\s*$/ or next;
+        push @{ $h{lc $n} }, $v;
+        push @list, [$n, $v];
+    }
+    return (\%h, \@list);
+}
+
+sub read_body {
+    my ($rd, $h) = @_;
+    my $te = join(',', @{ $h->{'transfer-encoding'} || [] });
+    return (read_chunked($rd), 1) if $te =~ /chunked/i;
+    my $len = ($h->{'content-length'} || [0])->[0];
+    return ($rd->{bytes}->($len), 0);
+}
+
+sub read_chunked {
+    my ($rd) = @_;
+    my $body = '';
+    while (defined(my $l = $rd->{line}->())) {
+        my ($size) = $l =~ /^([0-9a-fA-F]+)/ or die "bad chunk: $l";
+        $size = hex $size;
+        if ($size == 0) {
+            while (defined(my $t = $rd->{line}->())) { last if $t eq '' }
+            last;
+        }
+        $body .= $rd->{bytes}->($size);
+        $rd->{line}->();
+    }
+    return $body;
+}
+
+sub upstream_reply {
+    my ($dir) = @_;
+    my $r = json_decode(read_file("$dir/../upstream-response.json") // '')
+        || {};
+    my $status = $r->{status} || 200;
+    my $body = defined $r->{body} ? $r->{body} : $DEFAULT_RESPONSE;
+    my @h = @{ $r->{headers} || [['Content-Type', 'application/json']] };
+    my $head = "HTTP/1.1 $status X\r\n"
+        . join('', map { "$_->[0]: $_->[1]\r\n" } @h)
+        . 'Content-Length: ' . length($body) . "\r\n"
+        . "Connection: close\r\n\r\n";
+    return $head . $body;
+}
+
+# upstream_response(status => 429, headers => [[name, value]], body => $b);
+# no arguments restores the default gpt-image 200 answer.
+sub upstream_response {
+    my (%r) = @_;
+    my $file = prefix() . '/upstream-response.json';
+    if (!%r) {
+        unlink $file;
+        return;
+    }
+    write_file($file, $JSON->encode(\%r));
+}
+
+sub upstream_requests {
+    my $dir = upstream_dir();
+    opendir my $dh, $dir or return ();
+    my @files = sort grep { /^\d+\.json$/ } readdir $dh;
+    closedir $dh;
+    my @recs;
+    for my $f (@files) {
+        my $rec = json_decode(read_file("$dir/$f"));
+        $rec->{body} = decode_base64($rec->{body_b64});
+        push @recs, $rec;
+    }
+    return @recs;
+}
+
+sub upstream_reset {
+    my $dir = upstream_dir();
+    opendir my $dh, $dir or return;
+    unlink map { "$dir/$_" } grep { /^\d+\.json$/ } readdir $dh;
+    closedir $dh;
+}
+
+###########################################################################
+# socket I/O
+
+# A buffered reader over a socket, with a timeout per read.
+sub reader {
+    my ($s) = @_;
+    my $buf = '';
+    my $fill = sub {
+        IO::Select->new($s)->can_read($TIMEOUT) or die "read timeout\n";
+        my $n = sysread($s, $buf, 65536, length $buf);
+        die "read: $!\n" unless defined $n;
+        return $n;
+    };
+    my %rd;
+    $rd{line} = sub {
+        while ((my $i = index($buf, "\n")) < 0) {
+            return undef unless $fill->();
+        }
+        my $l = substr($buf, 0, index($buf, "\n") + 1, '');
+        $l =~ s/\r?\n$//;
+        return $l;
+    };
+    $rd{bytes} = sub {
+        my ($n) = @_;
+        while (length $buf < $n) {
+            $fill->() or die "short body\n";
+        }
+        return substr($buf, 0, $n, '');
+    };
+    return \%rd;
+}
+
+sub syswrite_all {
+    my ($s, $data) = @_;
+    while (length $data) {
+        my $n = syswrite($s, $data);
+        return 0 unless $n;
+        substr($data, 0, $n, '');
+    }
+    return 1;
+}
+
+sub read_all {
+    my ($s) = @_;
+    my $out = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read($TIMEOUT)) {
+        my $n = sysread($s, $out, 65536, length $out);
+        last unless $n;
+    }
+    return $out;
+}
+
+###########################################################################
+# client
+
+# http_raw($bytes | [@pieces], port => N, pause => seconds, then => sub)
+# sends the pieces (pausing between them, if asked) and returns everything
+# the server wrote until it closed the connection.
+sub http_raw {
+    my ($data, %o) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $o{port} || port(1), Proto => 'tcp', Timeout => 5)
+        or die "connect: $!";
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+    my @pieces = ref $data ? @$data : ($data);
+    for my $i (0 .. $#pieces) {
+        syswrite_all($s, $pieces[$i]) or last;
+        sleep($o{pause}) if $o{pause} && $i < $#pieces;
+    }
+    my $out = read_all($s);
+    close $s;
+    return $out;
+}
+
+# request_bytes(METHOD, path, body|undef, [name => value, ...])
+# returns (bytes, id).  Defaults: Host, Content-Type: application/json,
+# Content-Length, Connection: close and X-T (the id the access log
+# carries).  A header given as undef is left out; an array ref value
+# sends the header once per element.
+sub request_bytes {
+    my ($method, $path, $body, @hdrs) = @_;
+    my $id = ++$S{id};
+    my @def = (Host => 'localhost', 'X-T' => $id);
+    push @def, 'Content-Type' => 'application/json',
+        'Content-Length' => length($body) if defined $body;
+    push @def, Connection => 'close';
+    my $req = "$method $path HTTP/1.1\r\n";
+    for my $pair (merge_headers(\@def, \@hdrs)) {
+        my ($n, $v) = @$pair;
+        next unless defined $v;
+        $req .= "$n: $_\r\n" for ref $v ? @$v : ($v);
+    }
+    return ($req . "\r\n" . ($body // ''), $id);
+}
+
+# A custom header replaces the default of the same name (in its place);
+# other custom headers follow in order, repeats kept.
+sub merge_headers {
+    my ($def, $hdrs) = @_;
+    my (%custom, @out, %used);
+    for (my $i = 0; $i < @$hdrs; $i += 2) {
+        $custom{ lc $hdrs->[$i] } //= $i;
+    }
+    for (my $i = 0; $i < @$def; $i += 2) {
+        my $j = $custom{ lc $def->[$i] };
+        if (defined $j) {
+            push @out, [$hdrs->[$j], $hdrs->[ $j + 1 ]];
+            $used{$j} = 1;
+        } else {
+            push @out, [$def->[$i], $def->[ $i + 1 ]];
+        }
+    }
+    for (my $i = 0; $i < @$hdrs; $i += 2) {
+        push @out, [$hdrs->[$i], $hdrs->[ $i + 1 ]] unless $used{$i};
+    }
+    return @out;
+}
+
+sub chunked {
+    my ($pieces, $ext) = @_;
+    $ext //= '';
+    return join('', map { sprintf("%x%s\r\n%s\r\n", length, $ext, $_) }
+        @$pieces) . "0\r\n\r\n";
+}
+
+sub http_request {
+    my ($method, $path, $body, @hdrs) = @_;
+    my ($req, $id) = request_bytes($method, $path, $body, @hdrs);
+    return http_send($req, $id);
+}
+
+sub http_post { return http_request('POST', @_) }
+sub http_get { return http_request('GET', $_[0], undef, @_[1 .. $#_]) }
+
+sub http_send {
+    my ($req, $id, %o) = @_;
+    my $res = parse_response(http_raw($req, %o));
+    $res->{id} = $id;
+    return $res;
+}
+
+# Parses one response; {status, headers => {lc name => [values]}, body,
+# json, raw, rest (bytes after this response)}.
+sub parse_response {
+    my ($raw) = @_;
+    my %r = (raw => $raw, status => 0, headers => {}, body => '');
+    my $i = index($raw, "\r\n\r\n");
+    return \%r if $i < 0;
+    my @lines = split /\r\n/, substr($raw, 0, $i);
+    my $rest = substr($raw, $i + 4);
+    ($r{status}) = (shift(@lines) // '') =~ m{^HTTP/\d\.\d (\d+)};
+    for (@lines) {
+        my ($n, $v) = /^([^:]+):\s*(.*)$/ or next;
+        push @{ $r{headers}{lc $n} }, $v;
+    }
+    ($r{body}, $r{rest}) = split_body(\%r, $rest);
+    $r{json} = json_decode($r{body});
+    return \%r;
+}
+
+sub split_body {
+    my ($r, $rest) = @_;
+    my $te = join(',', header_values($r, 'transfer-encoding'));
+    if ($te =~ /chunked/i) {
+        my $body = '';
+        while ($rest =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $n = hex $1;
+            $body .= substr($rest, 0, $n, '');
+            $rest =~ s/^\r\n//;
+            last if $n == 0;
+        }
+        $rest =~ s/^\r\n//;
+        return ($body, $rest);
+    }
+    my ($len) = header_values($r, 'content-length');
+    return ($rest, '') unless defined $len;
+    return (substr($rest, 0, $len), substr($rest, $len));
+}
+
+sub header_values {
+    my ($r, $name) = @_;
+    return @{ $r->{headers}{ lc $name } || [] };
+}
+
+sub have_curl_h2 {
+    my ($rc, $out) = run_capture('curl', '-V');
+    return !$rc && $out =~ /\bHTTP2\b/;
+}
+
+# curl_h2(port, path, body, [name => value, ...], stdin => 1)
+# POST over h2c with prior knowledge.  With stdin the body is streamed
+# from stdin, so curl sends no content-length.
+sub curl_h2 {
+    my ($port, $path, $body, $hdrs, %o) = @_;
+    my $id = ++$S{id};
+    my $p = prefix();
+    write_file("$p/curl.in", $body);
+    unlink "$p/curl.out", "$p/curl.hdr";
+    my @cmd = ('curl', '-s', '--http2-prior-knowledge', '-o', "$p/curl.out",
+        '-D', "$p/curl.hdr", '-H', "X-T: $id");
+    my @h = ('Content-Type' => 'application/json', @{ $hdrs || [] });
+    for (my $i = 0; $i < @h; $i += 2) { push @cmd, '-H', "$h[$i]: $h[$i+1]" }
+    push @cmd, $o{stdin} ? ('-X', 'POST', '-T', '-')
+        : ('--data-binary', "\@$p/curl.in");
+    push @cmd, "http://127.0.0.1:$port$path";
+    my ($rc, $out) = $o{stdin}
+        ? run_capture('sh', '-c', '"$@" < "$0"', "$p/curl.in", @cmd)
+        : run_capture(@cmd);
+    my $res = parse_curl($p, $rc, $out);
+    $res->{id} = $id;
+    return $res;
+}
+
+sub parse_curl {
+    my ($p, $rc, $out) = @_;
+    my $hdr = read_file("$p/curl.hdr") // '';
+    my $body = read_file("$p/curl.out") // '';
+    my %r = (rc => $rc, curl => $out, headers => {}, body => $body,
+        status => 0);
+    for (split /\r?\n/, $hdr) {
+        if (m{^HTTP/\S+ (\d+)}) { $r{status} = $1; $r{headers} = {} }
+        elsif (/^([^:]+):\s*(.*)$/) { push @{ $r{headers}{lc $1} }, $2 }
+    }
+    $r{json} = json_decode($body);
+    return \%r;
+}
+
+###########################################################################
+# access log
+
+sub access_log_lines {
+    my $log = read_file(prefix() . '/access.log') // '';
+    return split /\n/, $log;
+}
+
+# The access log entry of the request with X-T id $res->{id} (or a plain
+# id) as {field => value}; waits for it, as nginx writes the line after
+# a lingering close ends.
+sub log_for {
+    my ($res) = @_;
+    my $id = ref $res ? $res->{id} : $res;
+    my $end = time() + $TIMEOUT;
+    while (1) {
+        for my $l (reverse access_log_lines()) {
+            my @v = split /\|/, $l, -1;
+            next unless $v[0] eq $id;
+            my %e;
+            @e{ (LOG_FIELDS) } = @v;
+            return \%e;
+        }
+        return {} if time() > $end;
+        sleep(0.02);
+    }
+}
+
+###########################################################################
+# assertions shared by the test files
+
+# The access log entry of $res has these field values (others unchecked).
+sub log_is {
+    my ($res, $want, $name) = @_;
+    my $e = log_for($res);
+    my %got = map { $_ => $e->{$_} } keys %$want;
+    is_deeply(\%got, $want, "$name: access log")
+        or diag('log line: ' . join('|', map { $e->{$_} // '' }
+            (LOG_FIELDS)));
+    return $e;
+}
+
+# Checks a gi2 rejection: status, content type, exact error object shape.
+sub is_rejection {
+    my ($res, $status, $code, $param, $name) = @_;
+    my $ok = is($res->{status}, $status, "$name: status $status");
+    $ok &= like(join(',', header_values($res, 'content-type')),
+        qr{^application/json(\s*;.*)?$}i, "$name: content type");
+    my $e = ref $res->{json} eq 'HASH' ? $res->{json}{error} : undef;
+    $ok &= is_deeply([sort keys %{ $res->{json} || {} }], ['error'],
+        "$name: only an error object");
+    $ok &= is_deeply([sort keys %{ $e || {} }],
+        [qw(code message param type)], "$name: error fields");
+    $ok &= is($e->{code}, $code, "$name: code $code");
+    $ok &= is($e->{type}, 'invalid_request_error', "$name: type");
+    $ok &= is($e->{param}, $param,
+        "$name: param " . ($param // 'null'));
+    diag("response: $res->{raw}") unless $ok || !defined $res->{raw};
+    return $e;
+}
+
+sub clip {
+    my ($s) = @_;
+    return length $s > 400 ? substr($s, 0, 400) . '...' : $s;
+}
+
+sub no_upstream {
+    my ($name) = @_;
+    my @r = upstream_requests();
+    is(scalar @r, 0, "$name: nothing reached upstream")
+        or diag("upstream got: " . clip($r[0]{body}));
+}
+
+# Exactly one upstream request; returns it.
+sub one_upstream {
+    my ($name) = @_;
+    my @r = upstream_requests();
+    is(scalar @r, 1, "$name: one upstream request");
+    return $r[0] || { headers => {}, body => undef };
+}
+
+# The request reached upstream with exactly these body bytes, with a
+# matching Content-Length, and the client got upstream's answer.
+sub is_passed_exact {
+    my ($res, $body, $name) = @_;
+    is($res->{status}, 200, "$name: status 200")
+        or diag("response: " . clip($res->{raw} // $res->{body}));
+    my $u = one_upstream($name);
+    ok(defined $u->{body} && $u->{body} eq $body,
+        "$name: upstream body byte-identical")
+        or diag("sent: " . clip($body) . "\nupstream: "
+            . clip($u->{body} // '(none)'));
+    is(($u->{headers}{'content-length'} || [])->[0], length $body,
+        "$name: upstream content-length");
+    is($res->{body}, $DEFAULT_RESPONSE, "$name: client got upstream body");
+    return $u;
+}
+
+END {
+    local $?;
+    gi2_stop();
+    upstream_stop();
+}
+
+1;
