@@ -24,6 +24,7 @@
 typedef struct {
     void                *(*alloc)(void *data, size_t size);
     void                 *data;
+    void                 (*free)(void *data, void *p);  /* NULL: a pool */
 } gi2_alloc_t;
 
 
@@ -42,6 +43,12 @@ typedef struct {
  */
 int gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
     gi2_alloc_t *a);
+
+/*
+ * 1 when normalization changes a pattern beyond letter case (so a literal
+ * in it could never match a normalized prompt), else 0.
+ */
+int gi2_pattern_folds(const unsigned char *p, size_t len);
 
 /* strict UTF-8 check: no overlongs, no surrogates, nothing past U+10FFFF */
 int gi2_utf8_valid(const unsigned char *p, size_t len);
@@ -156,6 +163,9 @@ int gi2_regex_literals(const unsigned char *pattern, size_t len,
 size_t gi2_ruleset_count(gi2_ruleset_t *rs);
 const gi2_rule_t *gi2_ruleset_rule(gi2_ruleset_t *rs, size_t i);
 size_t gi2_ruleset_memory(gi2_ruleset_t *rs);
+
+/* how many regexes hit a PCRE2 limit in the last match (counted as hits) */
+int gi2_ruleset_errors(gi2_ruleset_t *rs);
 
 /*
  * Match normalized text.  Writes the indexes of matching rules, in rule

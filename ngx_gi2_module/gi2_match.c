@@ -74,6 +74,7 @@ struct gi2_ruleset_s {
     pcre2_jit_stack      *jit;
 
     size_t                memory;
+    int                   errors;    /* regexes that failed last match */
     unsigned              compiled:1;
 };
 
@@ -93,6 +94,7 @@ static int32_t gi2_char_before(const unsigned char *text, size_t pos);
 static int32_t gi2_char_at(const unsigned char *text, size_t len,
     size_t pos);
 static void *gi2_malloc(void *data, size_t size);
+static void gi2_free(void *data, void *p);
 
 
 static char *
@@ -167,6 +169,13 @@ const gi2_rule_t *
 gi2_ruleset_rule(gi2_ruleset_t *rs, size_t i)
 {
     return (i < rs->nrules) ? &rs->rules[i] : NULL;
+}
+
+
+int
+gi2_ruleset_errors(gi2_ruleset_t *rs)
+{
+    return rs->errors;
 }
 
 
@@ -361,6 +370,7 @@ gi2_ruleset_add_keyword(gi2_ruleset_t *rs, int rule, const unsigned char *kw,
 
     a.alloc = gi2_malloc;
     a.data = NULL;
+    a.free = gi2_free;
 
     rc = gi2_normalize(kw, len, &norm, &a);
     if (rc == GI2_EINVAL) {
@@ -410,6 +420,15 @@ gi2_malloc(void *data, size_t size)
     (void) data;
 
     return malloc(size);
+}
+
+
+static void
+gi2_free(void *data, void *p)
+{
+    (void) data;
+
+    free(p);
 }
 
 
@@ -703,6 +722,7 @@ gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
 
     memset(rs->cand, 0, rs->nrules);
     memset(rs->seen, 0, rs->nrules);
+    rs->errors = 0;
 
     if (rs->delta != NULL) {
         delta = rs->delta;
@@ -743,6 +763,10 @@ gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
 
         if (rc != PCRE2_ERROR_NOMATCH) {
             hits[n++] = (unsigned) i;
+
+            if (rc < 0) {
+                rs->errors++;
+            }
         }
     }
 

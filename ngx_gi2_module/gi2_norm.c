@@ -7,6 +7,7 @@
  * dropped, controls and whitespace runs folded to one space.
  */
 
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -111,11 +112,19 @@ gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
         n = utf8proc_decompose(in, (utf8proc_ssize_t) len, buf,
                                (utf8proc_ssize_t) cap, GI2_NORM_OPTIONS);
         if (n < 0) {
+            if (a->free) {
+                a->free(a->data, buf);
+            }
+
             return (n == UTF8PROC_ERROR_NOMEM) ? GI2_ENOMEM : GI2_EINVAL;
         }
 
         if ((size_t) n <= cap) {
             break;
+        }
+
+        if (a->free) {
+            a->free(a->data, buf);
         }
 
         cap = (size_t) n;
@@ -171,6 +180,77 @@ gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
     out->len = (size_t) m;
 
     return GI2_OK;
+}
+
+
+static void *
+gi2_norm_malloc(void *data, size_t size)
+{
+    (void) data;
+
+    return malloc(size);
+}
+
+
+static void
+gi2_norm_free(void *data, void *p)
+{
+    (void) data;
+
+    free(p);
+}
+
+
+int
+gi2_pattern_folds(const unsigned char *p, size_t len)
+{
+    int                changed;
+    size_t             i, m;
+    gi2_str_t          norm;
+    gi2_alloc_t        a;
+    unsigned char     *low;
+    utf8proc_int32_t   c;
+    utf8proc_ssize_t   n;
+
+    for (i = 0; i < len && p[i] < 0x80; i++) { /* void */ }
+
+    if (i == len) {
+        return 0;
+    }
+
+    a.alloc = gi2_norm_malloc;
+    a.data = NULL;
+    a.free = gi2_norm_free;
+
+    /* gi2_normalize allocates once on success */
+
+    if (gi2_normalize(p, len, &norm, &a) != GI2_OK) {
+        return 0;
+    }
+
+    low = malloc(len * 4 + 1);
+    if (low == NULL) {
+        free((void *) norm.data);
+        return 0;
+    }
+
+    m = 0;
+
+    for (i = 0; i < len; i += n) {
+        n = utf8proc_iterate(p + i, len - i, &c);
+        if (n <= 0) {
+            break;
+        }
+
+        m += utf8proc_encode_char(utf8proc_tolower(c), low + m);
+    }
+
+    changed = (m != norm.len || memcmp(low, norm.data, m) != 0);
+
+    free(low);
+    free((void *) norm.data);
+
+    return changed;
 }
 
 

@@ -39,7 +39,7 @@ static ngx_int_t ngx_http_gi2_slice(ngx_http_request_t *r,
 static ngx_int_t ngx_http_gi2_reject(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *param, ngx_str_t *message);
-static void ngx_http_gi2_parser_cleanup(void *data);
+static void ngx_http_gi2_cleanup(void *data);
 
 
 static ngx_str_t  ngx_http_gi2_auto = ngx_string("auto");
@@ -62,32 +62,43 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+    ctx = ngx_http_gi2_get_ctx(r);
 
     if (ctx != NULL) {
-        /* re-entry: the body handler resumed the phases */
+        /*
+         * Re-entry: the body handler resumed the phases, or an internal
+         * redirect came after the decision.  It is made once a request.
+         */
         return ctx->status;
     }
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
 
-    if (!glcf->enable || r->method != NGX_HTTP_POST) {
+    if (!glcf->enable) {
         return NGX_DECLINED;
     }
 
-    endpoint = ngx_http_gi2_endpoint(r);
+    endpoint = (r->method == NGX_HTTP_POST) ? ngx_http_gi2_endpoint(r) : 0;
+
     if (endpoint == 0) {
+        /* not inspected, but the exception header still stays here */
+        (void) ngx_http_gi2_check_headers(r, glcf, &exc, &n);
         return NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gi2_ctx_t));
-    if (ctx == NULL) {
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ctx == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->endpoint = endpoint;
     ctx->ruleset = glcf->ruleset;
     ctx->status = NGX_DONE;
+
+    /* the cleanup also finds the context again after a redirect */
+    cln->handler = ngx_http_gi2_cleanup;
+    cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_gi2_module);
 
@@ -103,6 +114,8 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    /* kept for the log, bounded: it is whatever the client sent */
+    exc.len = ngx_min(exc.len, 128);
     ctx->exception_presented = exc;
     ctx->exception_count = n;
 
@@ -113,19 +126,12 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
 
     alloc->alloc = ngx_http_gi2_pool_alloc;
     alloc->data = r->pool;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    alloc->free = NULL;
 
     ctx->parser = gi2_req_parser_create(&ctx->req, alloc);
     if (ctx->parser == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    cln->handler = ngx_http_gi2_parser_cleanup;
-    cln->data = ctx->parser;
 
     /* the body must be whole before anything is forwarded */
     r->request_body_no_buffering = 0;
@@ -143,40 +149,86 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
 
 
 static void
-ngx_http_gi2_parser_cleanup(void *data)
+ngx_http_gi2_cleanup(void *data)
 {
-    gi2_req_parser_destroy(data);
+    ngx_http_gi2_ctx_t  *ctx = data;
+
+    gi2_req_parser_destroy(ctx->parser);
+    ctx->parser = NULL;
 }
 
 
-/* POST .../images/generations or .../images/edits, one trailing slash */
+/* an internal redirect clears module contexts; the pool keeps ours */
+
+ngx_http_gi2_ctx_t *
+ngx_http_gi2_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_gi2_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+
+    if (ctx != NULL || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_gi2_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_gi2_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * POST .../images/generations or .../images/edits: the last two path
+ * segments, case-insensitive; empty segments (trailing or doubled slashes
+ * under "merge_slashes off") do not count.
+ */
 
 static ngx_uint_t
 ngx_http_gi2_endpoint(ngx_http_request_t *r)
 {
-    size_t    len;
-    u_char   *p;
-
-    static ngx_str_t  gen = ngx_string("/images/generations");
-    static ngx_str_t  edit = ngx_string("/images/edits");
+    u_char      *p, *end, *seg;
+    ngx_uint_t   endpoint;
 
     p = r->uri.data;
-    len = r->uri.len;
+    end = p + r->uri.len;
 
-    if (len && p[len - 1] == '/') {
-        len--;
+    while (end > p && end[-1] == '/') {
+        end--;
     }
 
-    if (len >= gen.len
-        && ngx_strncasecmp(p + len - gen.len, gen.data, gen.len) == 0)
+    for (seg = end; seg > p && seg[-1] != '/'; seg--) { /* void */ }
+
+    if (end - seg == 11
+        && ngx_strncasecmp(seg, (u_char *) "generations", 11) == 0)
     {
-        return NGX_HTTP_GI2_GENERATIONS;
+        endpoint = NGX_HTTP_GI2_GENERATIONS;
+
+    } else if (end - seg == 5
+               && ngx_strncasecmp(seg, (u_char *) "edits", 5) == 0)
+    {
+        endpoint = NGX_HTTP_GI2_EDITS;
+
+    } else {
+        return 0;
     }
 
-    if (len >= edit.len
-        && ngx_strncasecmp(p + len - edit.len, edit.data, edit.len) == 0)
-    {
-        return NGX_HTTP_GI2_EDITS;
+    end = seg;
+
+    while (end > p && end[-1] == '/') {
+        end--;
+    }
+
+    for (seg = end; seg > p && seg[-1] != '/'; seg--) { /* void */ }
+
+    if (end - seg == 6 && ngx_strncasecmp(seg, (u_char *) "images", 6) == 0) {
+        return endpoint;
     }
 
     return 0;
@@ -465,6 +517,7 @@ ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 
     alloc.alloc = ngx_http_gi2_pool_alloc;
     alloc.data = r->pool;
+    alloc.free = NULL;
 
     gi2_req_parser_destroy(ctx->parser);
 
@@ -575,6 +628,7 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
     if (ctx->ruleset != NULL) {
         alloc.alloc = ngx_http_gi2_pool_alloc;
         alloc.data = r->pool;
+        alloc.free = NULL;
 
         rc = gi2_normalize(prompt->value.data, prompt->value.len, &norm,
                            &alloc);
@@ -598,6 +652,13 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 
         n = gi2_ruleset_match(ctx->ruleset, norm.data, norm.len, ctx->hits);
         ctx->nhits = (n > 0) ? n : 0;
+
+        if (gi2_ruleset_errors(ctx->ruleset)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "gi2: %d rule(s) hit a PCRE2 limit on this prompt "
+                          "and count as matched",
+                          gi2_ruleset_errors(ctx->ruleset));
+        }
 
         for (i = 0; i < ctx->nhits; i++) {
             rule = gi2_ruleset_rule(ctx->ruleset, ctx->hits[i]);

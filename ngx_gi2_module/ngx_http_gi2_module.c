@@ -156,7 +156,8 @@ enum {
     NGX_HTTP_GI2_VAR_N,
     NGX_HTTP_GI2_VAR_SIZE,
     NGX_HTTP_GI2_VAR_QUALITY,
-    NGX_HTTP_GI2_VAR_REJECT_CODE
+    NGX_HTTP_GI2_VAR_REJECT_CODE,
+    NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED
 };
 
 
@@ -194,6 +195,9 @@ static ngx_http_variable_t  ngx_http_gi2_vars[] = {
 
     { ngx_string("gi2_reject_code"), NULL, ngx_http_gi2_variable,
       NGX_HTTP_GI2_VAR_REJECT_CODE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_exception_presented"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -301,7 +305,7 @@ ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_str_t           *s;
     ngx_http_gi2_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gi2_module);
+    ctx = ngx_http_gi2_get_ctx(r->main);
 
     v->valid = 1;
     v->no_cacheable = 0;
@@ -340,6 +344,10 @@ ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_GI2_VAR_EXCEPTION_ID:
         s = &ctx->exception_id;
+        break;
+
+    case NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED:
+        s = &ctx->exception_presented;
         break;
 
     case NGX_HTTP_GI2_VAR_MODEL:
@@ -665,6 +673,15 @@ ngx_http_gi2_rule(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (gi2_pattern_folds(decl->pattern.data, decl->pattern.len)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "gi2_rule \"%V\": the pattern has characters "
+                           "that normalization rewrites (such as \"\xc3\x9f\" "
+                           "to \"ss\" or fullwidth letters); prompts are "
+                           "matched normalized, so write it normalized",
+                           &decl->id);
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -742,11 +759,17 @@ ngx_http_gi2_keywords(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     alloc.alloc = ngx_http_gi2_pool_alloc;
     alloc.data = cf->temp_pool;
+    alloc.free = NULL;
 
     end = buf + n;
     line = 0;
+    p = buf;
 
-    for (p = buf; p < end; p = eol + 1) {
+    if (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        p += 3;    /* a UTF-8 byte order mark */
+    }
+
+    for ( /* void */ ; p < end; p = eol + 1) {
         line++;
 
         eol = ngx_strlchr(p, end, '\n');
@@ -1032,9 +1055,14 @@ ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post, void *data)
 {
     ngx_uint_t  *status = data;
 
-    if (*status < 400 || *status > 599) {
+    /* a policy rejection must not look retryable to the SDKs */
+
+    if (*status < 400 || *status > 499 || *status == 408 || *status == 409
+        || *status == 429 || *status == 444)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "gi2_reject_status must be 400 to 599");
+                           "gi2_reject_status must be a 4xx status that "
+                           "clients do not retry: not 408, 409, 429 or 444");
         return NGX_CONF_ERROR;
     }
 

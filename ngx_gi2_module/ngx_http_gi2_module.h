@@ -89,6 +89,7 @@ typedef struct {
 
 
 ngx_int_t ngx_http_gi2_handler(ngx_http_request_t *r);
+ngx_http_gi2_ctx_t *ngx_http_gi2_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_gi2_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 void *ngx_http_gi2_pool_alloc(void *data, size_t size);

@@ -91,6 +91,11 @@ sub test_bad_values {
         fails("gi2_reject_status $v", in_location("gi2_reject_status $v;"),
             qr/.*/);
     }
+    # statuses the SDKs retry, 5xx, and 444 (close without a response)
+    for my $v (qw(408 409 429 444 500 503)) {
+        fails("gi2_reject_status $v", in_location("gi2_reject_status $v;"),
+            qr/gi2_reject_status must be a 4xx status that clients do not retry.*/);
+    }
     fails('unknown exception parameter',
         in_location('gi2_exception e1 foo=bar;'), qr/.*foo.*/);
     fails('duplicate exception id', in_location(
@@ -168,7 +173,7 @@ sub test_valid_configs {
         gi2_keywords v4 deny c kw/grenade.txt;
         gi2_moderation_low rewrite;
         gi2_exception ve5;
-        gi2_reject_status 599;
+        gi2_reject_status 451;
         location / {
             gi2_rule v5 deny c "\p{Han}{4}";
             gi2_moderation_low allow;
