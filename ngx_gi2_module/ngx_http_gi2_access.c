@@ -18,8 +18,11 @@
 
 
 static ngx_uint_t ngx_http_gi2_endpoint(ngx_http_request_t *r);
-static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r,
-    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception, ngx_uint_t *count);
+static ngx_uint_t ngx_http_gi2_take_exception(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception);
+static ngx_int_t ngx_http_gi2_list_remove(ngx_http_request_t *r,
+    ngx_list_part_t *prev, ngx_list_part_t *part, ngx_uint_t i);
+static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gi2_media_type_ok(ngx_str_t *ct);
 static void ngx_http_gi2_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gi2_parse_chain(ngx_http_request_t *r,
@@ -82,7 +85,7 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
 
     if (endpoint == 0) {
         /* not inspected, but the exception header still stays here */
-        (void) ngx_http_gi2_check_headers(r, glcf, &exc, &n);
+        (void) ngx_http_gi2_take_exception(r, glcf, &exc);
         return NGX_DECLINED;
     }
 
@@ -102,7 +105,14 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_gi2_module);
 
-    bad = ngx_http_gi2_check_headers(r, glcf, &exc, &n);
+    n = ngx_http_gi2_take_exception(r, glcf, &exc);
+
+    /* kept for the log, bounded: it is whatever the client sent */
+    exc.len = ngx_min(exc.len, 128);
+    ctx->exception_presented = exc;
+    ctx->exception_count = n;
+
+    bad = ngx_http_gi2_check_headers(r);
 
     if (bad != NULL) {
         msg.data = (u_char *) bad;
@@ -113,11 +123,6 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
         ngx_http_finalize_request(r, rc);
         return NGX_DONE;
     }
-
-    /* kept for the log, bounded: it is whatever the client sent */
-    exc.len = ngx_min(exc.len, 128);
-    ctx->exception_presented = exc;
-    ctx->exception_count = n;
 
     alloc = ngx_palloc(r->pool, sizeof(gi2_alloc_t));
     if (alloc == NULL) {
@@ -236,15 +241,136 @@ ngx_http_gi2_endpoint(ngx_http_request_t *r)
 
 
 /*
- * One pass over the request headers: the body must be JSON we can read,
- * and the exception header is taken out so it never reaches upstream.
+ * The exception header is taken out of the request so that it never
+ * reaches upstream.  Elements are never moved: nginx keeps pointers to
+ * them (r->headers_in.authorization, .host, ...), so the list is re-cut
+ * around the removed element instead.
  */
 
-static const char *
-ngx_http_gi2_check_headers(ngx_http_request_t *r,
-    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception, ngx_uint_t *count)
+static ngx_uint_t
+ngx_http_gi2_take_exception(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception)
 {
-    ngx_uint_t        i, j, ntype;
+    ngx_uint_t        i, count;
+    ngx_list_part_t  *part, *prev;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(exception);
+    count = 0;
+
+again:
+
+    prev = NULL;
+    part = &r->headers_in.headers.part;
+
+    for ( /* void */ ; part; prev = part, part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len != glcf->exception_header.len
+                || ngx_strncasecmp(h[i].key.data, glcf->exception_header.data,
+                                   h[i].key.len) != 0)
+            {
+                continue;
+            }
+
+            if (count++ == 0) {
+                *exception = h[i].value;
+            }
+
+            if (ngx_http_gi2_list_remove(r, prev, part, i) != NGX_OK) {
+                /* cannot cut the list: hide the value at least */
+                h[i].value.len = 0;
+                continue;
+            }
+
+            goto again;
+        }
+    }
+
+    return count;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_list_remove(ngx_http_request_t *r, ngx_list_part_t *prev,
+    ngx_list_part_t *part, ngx_uint_t i)
+{
+    ngx_list_t       *l;
+    ngx_list_part_t  *next, *np;
+    ngx_table_elt_t  *h;
+
+    l = &r->headers_in.headers;
+    h = part->elts;
+
+    if (part->nelts == 1) {
+        next = part->next;
+
+        if (prev != NULL) {
+            prev->next = next;
+
+            if (l->last == part) {
+                l->last = prev;
+            }
+
+        } else if (next != NULL) {
+            /* the first part lives inside the list: take the next one in */
+            l->part = *next;
+
+            if (l->last == next) {
+                l->last = &l->part;
+            }
+
+        } else {
+            /* the list is empty now */
+            l->part.elts = ngx_palloc(r->pool, l->size);
+            if (l->part.elts == NULL) {
+                return NGX_ERROR;
+            }
+
+            l->part.nelts = 0;
+            l->nalloc = 1;
+            return NGX_OK;
+        }
+
+    } else if (i == 0) {
+        part->elts = &h[1];
+        part->nelts--;
+
+    } else if (i == part->nelts - 1) {
+        part->nelts--;
+
+    } else {
+        np = ngx_palloc(r->pool, sizeof(ngx_list_part_t));
+        if (np == NULL) {
+            return NGX_ERROR;
+        }
+
+        np->elts = &h[i + 1];
+        np->nelts = part->nelts - i - 1;
+        np->next = part->next;
+
+        part->nelts = i;
+        part->next = np;
+
+        if (l->last == part) {
+            l->last = np;
+        }
+    }
+
+    /* a later ngx_list_push() must start a new part, not write past one */
+    l->nalloc = l->last->nelts;
+
+    return NGX_OK;
+}
+
+
+/* the body must be JSON the module can read */
+
+static const char *
+ngx_http_gi2_check_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, ntype;
     ngx_str_t         ct;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -252,63 +378,28 @@ ngx_http_gi2_check_headers(ngx_http_request_t *r,
     static ngx_str_t  ctype = ngx_string("Content-Type");
     static ngx_str_t  cenc = ngx_string("Content-Encoding");
 
-    ngx_str_null(exception);
     ngx_str_null(&ct);
-    *count = 0;
     ntype = 0;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
 
-    for (i = 0; /* void */; i++) {
+        for (i = 0; i < part->nelts; i++) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-
-            if (part->nelts == 0) {
+            if (h[i].key.len == ctype.len
+                && ngx_strncasecmp(h[i].key.data, ctype.data, ctype.len)
+                   == 0)
+            {
+                ct = h[i].value;
+                ntype++;
                 continue;
             }
-        }
 
-        if (h[i].key.len == glcf->exception_header.len
-            && ngx_strncasecmp(h[i].key.data, glcf->exception_header.data,
-                               h[i].key.len) == 0)
-        {
-            if ((*count)++ == 0) {
-                *exception = h[i].value;
-            }
-
-            /* remove it: shift the rest of this part down */
-
-            for (j = i + 1; j < part->nelts; j++) {
-                h[j - 1] = h[j];
-            }
-
-            part->nelts--;
-            i--;
-            continue;
-        }
-
-        if (h[i].key.len == ctype.len
-            && ngx_strncasecmp(h[i].key.data, ctype.data, ctype.len) == 0)
-        {
-            ct = h[i].value;
-            ntype++;
-            continue;
-        }
-
-        if (h[i].key.len == cenc.len
-            && ngx_strncasecmp(h[i].key.data, cenc.data, cenc.len) == 0)
-        {
-            if (!(h[i].value.len == 8
-                  && ngx_strncasecmp(h[i].value.data, (u_char *) "identity",
-                                     8) == 0))
+            if (h[i].key.len == cenc.len
+                && ngx_strncasecmp(h[i].key.data, cenc.data, cenc.len) == 0
+                && !(h[i].value.len == 8
+                     && ngx_strncasecmp(h[i].value.data,
+                                        (u_char *) "identity", 8) == 0))
             {
                 return "gi2 cannot inspect an encoded request body; send it "
                        "without Content-Encoding";
@@ -1011,11 +1102,12 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *param,
     ngx_str_t *message)
 {
-    size_t        len, esc;
-    u_char       *p;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t            len, esc;
+    u_char           *p;
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
 
     ctx->decision = NGX_HTTP_GI2_REJECT;
     ctx->reject_code = code;
@@ -1063,6 +1155,17 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
+
+    /* the OpenAI SDKs honour this: a policy answer is not worth a retry */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "x-should-retry");
+    ngx_str_set(&h->value, "false");
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;

@@ -731,6 +731,8 @@ sub is_rejection {
     my $ok = is($res->{status}, $status, "$name: status $status");
     $ok &= like(join(',', header_values($res, 'content-type')),
         qr{^application/json(\s*;.*)?$}i, "$name: content type");
+    $ok &= is(join(',', header_values($res, 'x-should-retry')), 'false',
+        "$name: x-should-retry false");
     my $e = ref $res->{json} eq 'HASH' ? $res->{json}{error} : undef;
     $ok &= is_deeply([sort keys %{ $res->{json} || {} }], ['error'],
         "$name: only an error object");
