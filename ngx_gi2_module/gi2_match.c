@@ -86,6 +86,9 @@ static int gi2_add_pattern(gi2_ruleset_t *rs, unsigned rule,
     const unsigned char *s, size_t len, unsigned flags);
 static long gi2_skip_group(const unsigned char *p, size_t len, size_t i);
 static long gi2_skip_class(const unsigned char *p, size_t len, size_t i);
+static long gi2_skip_posix(const unsigned char *p, size_t len, size_t i);
+static long gi2_skip_comments(const unsigned char *p, size_t len,
+    size_t i);
 static long gi2_skip_quantifier(const unsigned char *p, size_t len,
     size_t i);
 static int gi2_is_word_char(int32_t c);
@@ -791,6 +794,16 @@ gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
     bestlen = 0;
     nb = 0;
 
+    /* (*ACCEPT), even deep in a group, ends the whole match early */
+
+    for (i = 0; i + 2 < len; i++) {
+        if (p[i] == '(' && p[i + 1] == '*' && p[i + 2] == 'A') {
+            return 0;
+        }
+    }
+
+    i = 0;
+
 #define gi2_close_run()                                                       \
     if (w - run > bestlen) {                                                  \
         best = run;                                                           \
@@ -826,10 +839,6 @@ gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
         switch (c) {
 
         case '(':
-            if (i + 2 < len && p[i + 1] == '*' && p[i + 2] == 'A') {
-                return 0;    /* (*ACCEPT) ends a match early */
-            }
-
             if (i + 2 < len && p[i + 1] == '?' && p[i + 2] == '#') {
                 while (i < len && p[i] != ')') {
                     i++;
@@ -940,9 +949,18 @@ gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
             break;
         }
 
-        /* c is a literal character: is it optional? */
+        /*
+         * c is a literal character: is it optional?  PCRE2 lets comments
+         * stand between an item and its quantifier: "a(?#x)?"
+         */
 
-        if (i < len && (p[i] == '*' || p[i] == '?' || p[i] == '{')) {
+        j = gi2_skip_comments(p, len, i);
+        if (j < 0) {
+            return 0;
+        }
+
+        if ((size_t) j < len && (p[j] == '*' || p[j] == '?' || p[j] == '{'))
+        {
             gi2_close_run();
             continue;
         }
@@ -953,7 +971,7 @@ gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
 
         buf[w++] = c;
 
-        if (i < len && p[i] == '+') {
+        if ((size_t) j < len && p[j] == '+') {
             gi2_close_run();
         }
     }
@@ -965,6 +983,8 @@ gi2_regex_literals(const unsigned char *p, size_t len, gi2_str_t *lits,
 static long
 gi2_skip_class(const unsigned char *p, size_t len, size_t i)
 {
+    long  j;
+
     i++;
 
     if (i < len && p[i] == '^') {
@@ -985,15 +1005,17 @@ gi2_skip_class(const unsigned char *p, size_t len, size_t i)
             continue;
         }
 
-        if (p[i] == '[' && i + 1 < len && p[i + 1] == ':') {
-            for (i += 2; i + 1 < len; i++) {
-                if (p[i] == ':' && p[i + 1] == ']') {
-                    break;
-                }
+        if (p[i] == '[' && i + 1 < len
+            && (p[i + 1] == ':' || p[i + 1] == '.' || p[i + 1] == '='))
+        {
+            j = gi2_skip_posix(p, len, i + 1);
+
+            if (j > 0) {
+                i = (size_t) j;
+                continue;
             }
 
-            i += 2;
-            continue;
+            /* not a POSIX class: the '[' is an ordinary member */
         }
 
         if (p[i] == ']') {
@@ -1004,6 +1026,56 @@ gi2_skip_class(const unsigned char *p, size_t len, size_t i)
     }
 
     return -1;
+}
+
+
+/* as PCRE2's check_posix_syntax(): "[:alpha:]", else not a class name */
+
+static long
+gi2_skip_posix(const unsigned char *p, size_t len, size_t i)
+{
+    unsigned char  t;
+
+    t = p[i++];
+
+    for ( ; i + 1 < len; i++) {
+        if (p[i] == '\\' && (p[i + 1] == ']' || p[i + 1] == '\\')) {
+            i++;
+            continue;
+        }
+
+        if ((p[i] == '[' && p[i + 1] == t) || p[i] == ']') {
+            return -1;
+        }
+
+        if (p[i] == t && p[i + 1] == ']') {
+            return (long) i + 2;
+        }
+    }
+
+    return -1;
+}
+
+
+/* "(?#...)" runs: PCRE2 ends each at the first ')', escaped or not */
+
+static long
+gi2_skip_comments(const unsigned char *p, size_t len, size_t i)
+{
+    while (i + 2 < len && p[i] == '(' && p[i + 1] == '?' && p[i + 2] == '#')
+    {
+        while (i < len && p[i] != ')') {
+            i++;
+        }
+
+        if (i == len) {
+            return -1;
+        }
+
+        i++;
+    }
+
+    return (long) i;
 }
 
 
@@ -1036,6 +1108,33 @@ gi2_skip_group(const unsigned char *p, size_t len, size_t i)
             continue;
 
         case '(':
+            if (i + 2 < len && p[i + 1] == '?' && p[i + 2] == '#') {
+                j = gi2_skip_comments(p, len, i);
+                if (j < 0) {
+                    return -1;
+                }
+
+                i = (size_t) j;
+                continue;
+            }
+
+            /* extended mode: '#' comments and spaces are not parsed here */
+
+            if (i + 1 < len && p[i + 1] == '?') {
+                for (j = (long) i + 2; (size_t) j < len; j++) {
+                    if (p[j] == 'x') {
+                        return -1;
+                    }
+
+                    if (!((p[j] >= 'a' && p[j] <= 'z')
+                          || (p[j] >= 'A' && p[j] <= 'Z')
+                          || p[j] == '-' || p[j] == '^'))
+                    {
+                        break;
+                    }
+                }
+            }
+
             depth++;
             break;
 
@@ -1089,7 +1188,9 @@ gi2_is_word_char(int32_t c)
 
     cat = utf8proc_category(c);
 
-    return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_ME)
+    /* letters and digits: a combining mark does not extend a word */
+
+    return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO)
            || (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO)
            || cat == UTF8PROC_CATEGORY_PC;
 }

@@ -7,6 +7,7 @@
  * UTF-8, a root that is not an object, absurd nesting.
  */
 
+#include <stdlib.h>
 #include <string.h>
 #include <yajl_parse.h>
 
@@ -17,11 +18,21 @@ struct gi2_req_parser_s {
     yajl_handle           yajl;
     gi2_req_t            *req;
     gi2_alloc_t          *alloc;
-    uint64_t              base;       /* body offset of the current chunk */
+    uint64_t              base;       /* bytes given to yajl */
+    uint64_t              fed;        /* bytes fed */
+    uint64_t              token;      /* where the last token may start */
+    unsigned char        *stage;      /* bytes held back from yajl */
+    size_t                staged;
+    size_t                cap;
     int                   depth;
     int                   key;        /* field of the pending top key */
+    uint32_t              cp;         /* the \u escape being read */
+    unsigned              hex:3;      /* its hex digits still to come */
     unsigned              root:1;
     unsigned              done:1;
+    unsigned              string:1;   /* the raw scan is in a string */
+    unsigned              escape:1;   /* after a backslash */
+    unsigned              high:1;     /* a high surrogate wants a low one */
 };
 
 
@@ -43,6 +54,12 @@ static int gi2_req_key(void *ctx, const unsigned char *s, size_t len);
 static int gi2_req_end(void *ctx);
 static int gi2_req_fail(gi2_req_parser_t *p, const char *error,
     const char *param);
+static size_t gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf,
+    size_t len);
+static int gi2_req_stage(gi2_req_parser_t *p, const unsigned char *buf,
+    size_t len);
+static int gi2_req_parse(gi2_req_parser_t *p, const unsigned char *buf,
+    size_t len);
 
 
 static yajl_callbacks  gi2_req_callbacks = {
@@ -125,10 +142,19 @@ gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a)
 void
 gi2_req_parser_destroy(gi2_req_parser_t *p)
 {
-    if (p != NULL && p->yajl != NULL) {
+    if (p == NULL) {
+        return;
+    }
+
+    if (p->yajl != NULL) {
         yajl_free(p->yajl);
         p->yajl = NULL;
     }
+
+    free(p->stage);
+    p->stage = NULL;
+    p->staged = 0;
+    p->cap = 0;
 }
 
 
@@ -136,7 +162,8 @@ int
 gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
     size_t len)
 {
-    yajl_status  rc;
+    int     bad;
+    size_t  n, held;
 
     if (p->req->error) {
         return GI2_EINVAL;
@@ -146,10 +173,87 @@ gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
         return gi2_req_fail(p, "data after the end of the body", NULL);
     }
 
+    held = (p->base > p->token) ? (size_t) (p->base - p->token) : 0;
+
+    n = gi2_req_scan(p, buf, len);
+    bad = (n < len);
+
+    p->fed += len;
+    p->req->length = p->fed;
+
+    /*
+     * yajl lexes a token cut by a chunk's end again from its first byte on
+     * the next call: a long string fed a few bytes at a time would cost
+     * quadratic time.  Bytes are held back until they are as many as the
+     * part of the token yajl holds, which keeps the cost linear.
+     */
+
+    if (!bad && p->staged + len < held) {
+        return gi2_req_stage(p, buf, len);
+    }
+
+    if (p->staged) {
+        if (gi2_req_stage(p, buf, n) != GI2_OK) {
+            return GI2_EINVAL;
+        }
+
+        buf = p->stage;
+        n = p->staged;
+        p->staged = 0;
+    }
+
+    /* yajl sees the bytes before a bad escape: errors keep body order */
+
+    if (gi2_req_parse(p, buf, n) != GI2_OK) {
+        return GI2_EINVAL;
+    }
+
+    if (bad) {
+        return gi2_req_fail(p, "the request body has an unpaired UTF-16 "
+                            "surrogate escape", NULL);
+    }
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_req_stage(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
+{
+    size_t          cap;
+    unsigned char  *stage;
+
+    if (p->staged + len > p->cap) {
+        cap = p->cap ? p->cap * 2 : 4096;
+
+        if (cap < p->staged + len) {
+            cap = p->staged + len;
+        }
+
+        stage = realloc(p->stage, cap);
+        if (stage == NULL) {
+            return gi2_req_fail(p, "out of memory", NULL);
+        }
+
+        p->stage = stage;
+        p->cap = cap;
+    }
+
+    memcpy(p->stage + p->staged, buf, len);
+    p->staged += len;
+
+    return GI2_OK;
+}
+
+
+static int
+gi2_req_parse(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
+{
+    yajl_status  rc;
+
     rc = yajl_parse(p->yajl, buf, len);
 
     p->base += len;
-    p->req->length = p->base;
 
     if (rc == yajl_status_ok) {
         return GI2_OK;
@@ -166,10 +270,20 @@ gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
 int
 gi2_req_parser_finish(gi2_req_parser_t *p)
 {
+    size_t        n;
     gi2_field_t  *f;
 
     if (p->req->error) {
         return GI2_EINVAL;
+    }
+
+    if (p->staged) {
+        n = p->staged;
+        p->staged = 0;
+
+        if (gi2_req_parse(p, p->stage, n) != GI2_OK) {
+            return GI2_EINVAL;
+        }
     }
 
     p->done = 1;
@@ -218,6 +332,108 @@ gi2_req_fail(gi2_req_parser_t *p, const char *error, const char *param)
     }
 
     return GI2_EINVAL;
+}
+
+
+/*
+ * yajl decodes a lone high surrogate escape to '?' and pairs a high one
+ * with whatever escape follows ("\ud800\u006e" becomes U+1006E), so the
+ * prompt matched here would not be the one upstream decodes.  A raw scan
+ * of the strings finds the first escape that is not half of a proper pair
+ * and returns how many bytes come before it (len when all are fine).
+ */
+
+static size_t
+gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
+{
+    size_t         i;
+    unsigned char  c, x;
+
+    for (i = 0; i < len; i++) {
+        c = buf[i];
+
+        if (p->hex) {
+            x = c | 0x20;
+
+            if (c >= '0' && c <= '9') {
+                p->cp = (p->cp << 4) | (uint32_t) (c - '0');
+
+            } else if (x >= 'a' && x <= 'f') {
+                p->cp = (p->cp << 4) | (uint32_t) (x - 'a' + 10);
+
+            } else {
+                p->hex = 0;    /* yajl refuses the escape itself */
+                continue;
+            }
+
+            if (--p->hex) {
+                continue;
+            }
+
+            if (p->cp >= 0xdc00 && p->cp <= 0xdfff) {
+                if (!p->high) {
+                    return i;
+                }
+
+                p->high = 0;
+
+            } else if (p->high) {
+                return i;
+
+            } else if (p->cp >= 0xd800 && p->cp <= 0xdbff) {
+                p->high = 1;
+            }
+
+            continue;
+        }
+
+        if (p->escape) {
+            p->escape = 0;
+
+            if (c == 'u') {
+                p->hex = 4;
+                p->cp = 0;
+                continue;
+            }
+
+            if (p->high) {
+                return i;
+            }
+
+            continue;
+        }
+
+        if (!p->string) {
+            switch (c) {
+            case '"':
+                p->string = 1;
+                p->token = p->fed + i;
+                break;
+            case '{': case '}': case '[': case ']': case ',': case ':':
+            case ' ': case '\t': case '\r': case '\n':
+                p->token = p->fed + i + 1;
+                break;
+            }
+
+            continue;
+        }
+
+        if (c == '\\') {
+            p->escape = 1;
+            continue;
+        }
+
+        if (p->high) {
+            return i;
+        }
+
+        if (c == '"') {
+            p->string = 0;
+            p->token = p->fed + i + 1;
+        }
+    }
+
+    return len;
 }
 
 
