@@ -35,7 +35,7 @@ deps:
 deps-bench:
 	@bash .ci/deps $(DEB_BUILD) $(DEB_BENCH)
 
-$(BUILD)/nginx-src/Makefile: | deps
+$(BUILD)/nginx-src/objs/Makefile: | deps
 	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
 	cp -a $(NGX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && . ./conf_flags && \
@@ -45,7 +45,7 @@ $(BUILD)/nginx-src/Makefile: | deps
 	    --add-dynamic-module=$(TOP) > $(BUILD)/configure.log 2>&1 \
 	    || { tail -20 $(BUILD)/configure.log; exit 1; }
 
-$(MODULE): $(BUILD)/nginx-src/Makefile $(NGX_SRCS)
+$(MODULE): $(BUILD)/nginx-src/objs/Makefile $(NGX_SRCS)
 	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
 	cp $(BUILD)/nginx-src/objs/ngx_http_gi2_module.so $@.tmp && mv -f $@.tmp $@
 
