@@ -15,6 +15,11 @@
 #include <stdint.h>
 
 
+/* word-at-a-time scanning: a byte of ones, and the top bit of each byte */
+#define GI2_ONES          0x0101010101010101ULL
+#define GI2_HIGHS         0x8080808080808080ULL
+
+
 #define GI2_OK            0
 #define GI2_ERROR        -1
 #define GI2_EINVAL       -2

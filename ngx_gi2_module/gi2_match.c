@@ -651,13 +651,18 @@ gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen)
         }
     }
 
-    /* mark transitions into states that end a pattern */
+    /*
+     * Transitions hold the target's row offset (state x classes), so the
+     * scan needs no multiply; the top bit marks a state that ends a
+     * pattern.
+     */
 
     for (i = 0; i < ns * nc; i++) {
         v = rs->delta[i];
+        rs->delta[i] = (uint32_t) (v * nc);
 
         if (rs->out[v] || rs->dict[v]) {
-            rs->delta[i] = v | GI2_OUT_BIT;
+            rs->delta[i] |= GI2_OUT_BIT;
         }
     }
 
@@ -733,11 +738,11 @@ gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
         s = 0;
 
         for (i = 0; i < len; i++) {
-            s = delta[(size_t) s * nc + rs->cls[text[i]]];
+            s = delta[s + rs->cls[text[i]]];
 
             if (s & GI2_OUT_BIT) {
                 s &= ~GI2_OUT_BIT;
-                gi2_output(rs, s, text, len, i + 1);
+                gi2_output(rs, s / nc, text, len, i + 1);
             }
         }
     }

@@ -22,6 +22,50 @@
 static int gi2_normalize_ascii(const unsigned char *in, size_t len,
     gi2_str_t *out, gi2_alloc_t *a);
 static int gi2_is_space(utf8proc_int32_t c);
+static int gi2_is_ascii(const unsigned char *p, size_t len);
+
+
+/* ASCII folding: controls and space to ' ', A-Z to a-z */
+
+static const unsigned char  gi2_ascii_fold[128] = {
+    ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+    ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+    ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+    ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+    ' ', '!', '"', '#', '$', '%', '&', '\'',
+    '(', ')', '*', '+', ',', '-', '.', '/',
+    '0', '1', '2', '3', '4', '5', '6', '7',
+    '8', '9', ':', ';', '<', '=', '>', '?',
+    '@', 'a', 'b', 'c', 'd', 'e', 'f', 'g',
+    'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
+    'x', 'y', 'z', '[', '\\', ']', '^', '_',
+    '`', 'a', 'b', 'c', 'd', 'e', 'f', 'g',
+    'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
+    'x', 'y', 'z', '{', '|', '}', '~', ' '
+};
+
+
+static int
+gi2_is_ascii(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  w, acc;
+
+    acc = 0;
+
+    for (i = 0; len - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        acc |= p[i];
+    }
+
+    return (acc & GI2_HIGHS) == 0;
+}
 
 
 int
@@ -29,6 +73,7 @@ gi2_utf8_valid(const unsigned char *p, size_t len)
 {
     size_t          i, n;
     uint32_t        c, min;
+    uint64_t        w;
     unsigned char   b;
 
     i = 0;
@@ -37,6 +82,15 @@ gi2_utf8_valid(const unsigned char *p, size_t len)
         b = p[i];
 
         if (b < 0x80) {
+            if (len - i >= 8) {
+                memcpy(&w, p + i, 8);
+
+                if ((w & GI2_HIGHS) == 0) {
+                    i += 8;
+                    continue;
+                }
+            }
+
             i++;
             continue;
         }
@@ -79,19 +133,13 @@ int
 gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
     gi2_alloc_t *a)
 {
-    size_t              i, cap;
+    size_t              cap;
     unsigned char      *dst;
     utf8proc_int32_t   *buf, c;
     utf8proc_ssize_t    n, m, j;
     int                 space, cat;
 
-    for (i = 0; i < len; i++) {
-        if (in[i] >= 0x80) {
-            break;
-        }
-    }
-
-    if (i == len) {
+    if (gi2_is_ascii(in, len)) {
         return gi2_normalize_ascii(in, len, out, a);
     }
 
@@ -212,9 +260,7 @@ gi2_pattern_folds(const unsigned char *p, size_t len)
     utf8proc_int32_t   c;
     utf8proc_ssize_t   n;
 
-    for (i = 0; i < len && p[i] < 0x80; i++) { /* void */ }
-
-    if (i == len) {
+    if (gi2_is_ascii(p, len)) {
         return 0;
     }
 
@@ -270,24 +316,13 @@ gi2_normalize_ascii(const unsigned char *in, size_t len, gi2_str_t *out,
     m = 0;
     space = 1;
 
+    /* branch-free: a space is written, then kept only after a non-space */
+
     for (i = 0; i < len; i++) {
-        c = in[i];
-
-        if (c <= 0x20 || c == 0x7f) {
-            if (!space) {
-                dst[m++] = ' ';
-                space = 1;
-            }
-
-            continue;
-        }
-
-        if (c >= 'A' && c <= 'Z') {
-            c |= 0x20;
-        }
-
-        dst[m++] = c;
-        space = 0;
+        c = gi2_ascii_fold[in[i]];
+        dst[m] = c;
+        m += !(c == ' ' && space);
+        space = (c == ' ');
     }
 
     if (m && dst[m - 1] == ' ') {

@@ -56,6 +56,7 @@ static int gi2_req_fail(gi2_req_parser_t *p, const char *error,
     const char *param);
 static size_t gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf,
     size_t len);
+static size_t gi2_skip_plain(const unsigned char *b, size_t i, size_t len);
 static int gi2_req_stage(gi2_req_parser_t *p, const unsigned char *buf,
     size_t len);
 static int gi2_req_parse(gi2_req_parser_t *p, const unsigned char *buf,
@@ -350,6 +351,15 @@ gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
     unsigned char  c, x;
 
     for (i = 0; i < len; i++) {
+
+        if (p->string && !p->hex && !p->escape && !p->high) {
+            i = gi2_skip_plain(buf, i, len);
+
+            if (i == len) {
+                break;
+            }
+        }
+
         c = buf[i];
 
         if (p->hex) {
@@ -434,6 +444,34 @@ gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
     }
 
     return len;
+}
+
+
+/* the first '"' or '\\' at or after i: eight bytes a step */
+
+static size_t
+gi2_skip_plain(const unsigned char *b, size_t i, size_t len)
+{
+    uint64_t  w, q, e;
+
+    while (len - i >= 8) {
+        memcpy(&w, b + i, 8);
+
+        q = w ^ (GI2_ONES * '"');
+        e = w ^ (GI2_ONES * '\\');
+
+        if ((((q - GI2_ONES) & ~q) | ((e - GI2_ONES) & ~e)) & GI2_HIGHS) {
+            break;
+        }
+
+        i += 8;
+    }
+
+    while (i < len && b[i] != '"' && b[i] != '\\') {
+        i++;
+    }
+
+    return i;
 }
 
 
