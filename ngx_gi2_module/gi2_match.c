@@ -64,6 +64,7 @@ struct gi2_ruleset_s {
     uint32_t             *out;       /* first pattern ending here, + 1 */
     uint32_t             *dict;      /* nearest suffix state with output */
     unsigned              nclasses;
+    size_t                maxlen;    /* the longest pattern */
     unsigned char         cls[256];
 
     unsigned char        *cand;      /* per match: regexes to run */
@@ -538,6 +539,10 @@ gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen)
     memset(rs->cls, 0, sizeof(rs->cls));
 
     for (i = 0; i < rs->npats; i++) {
+        if (rs->pats[i].len > rs->maxlen) {
+            rs->maxlen = rs->pats[i].len;
+        }
+
         for (j = 0; j < rs->pats[i].len; j++) {
             rs->cls[rs->pats[i].data[j]] = 1;
         }
@@ -722,10 +727,10 @@ int
 gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
     unsigned *hits)
 {
-    int            rc, n;
-    size_t         i, nc;
-    uint32_t       s;
-    gi2_rule_t    *r;
+    int             rc, n;
+    size_t          i, j, mid, nc;
+    uint32_t        s, t;
+    gi2_rule_t     *r;
     const uint32_t *delta;
 
     memset(rs->cand, 0, rs->nrules);
@@ -736,8 +741,43 @@ gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
         delta = rs->delta;
         nc = rs->nclasses;
         s = 0;
+        i = 0;
 
-        for (i = 0; i < len; i++) {
+        /*
+         * Each step waits for the previous load, so two scans run side by
+         * side: the second starts maxlen - 1 bytes before the middle and
+         * owns every match that ends from the middle on.  A match ending
+         * in the overlap is seen twice, which the flags make harmless.
+         */
+
+        if (len >= 4 * rs->maxlen + 64) {
+            mid = len / 2;
+            j = mid - (rs->maxlen - 1);
+            t = 0;
+
+            for ( /* void */ ; i < mid; i++, j++) {
+                s = delta[s + rs->cls[text[i]]];
+                t = delta[t + rs->cls[text[j]]];
+
+                if ((s | t) & GI2_OUT_BIT) {
+                    if (s & GI2_OUT_BIT) {
+                        s &= ~GI2_OUT_BIT;
+                        gi2_output(rs, s / nc, text, len, i + 1);
+                    }
+
+                    if (t & GI2_OUT_BIT) {
+                        t &= ~GI2_OUT_BIT;
+                        gi2_output(rs, t / nc, text, len, j + 1);
+                    }
+                }
+            }
+
+            /* the second scan carries on to the end */
+            i = j;
+            s = t;
+        }
+
+        for ( /* void */ ; i < len; i++) {
             s = delta[s + rs->cls[text[i]]];
 
             if (s & GI2_OUT_BIT) {

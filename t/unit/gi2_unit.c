@@ -217,6 +217,7 @@ static void test_ruleset_keywords(void);
 static void test_ruleset_overlap(void);
 static void test_ruleset_many(void);
 static void test_ruleset_errors(void);
+static void test_ruleset_long(void);
 static void test_ruleset_limits(void);
 
 
@@ -3292,6 +3293,96 @@ test_ruleset_many(void)
 }
 
 
+/*
+ * Long texts are scanned as two halves side by side: a keyword or a
+ * regex literal at any position, around the middle above all, is found.
+ */
+
+static void
+test_ruleset_long(void)
+{
+    int              idx;
+    char             err[256], got[64], want[8], *text;
+    size_t           k, w, len, total, at, pos, mid, bad;
+    const char      *word;
+    gi2_ruleset_t   *rs;
+
+    static const char  *filler = "lorem ipsum dolor sit amet ";
+    static const char  *kw[] = { "quartzite", "obsidian monolith" };
+
+    rs = gi2_ruleset_create();
+
+    for (k = 0; k < 2; k++) {
+        idx = gi2_ruleset_add_keywords(rs, kw[k], GI2_ACTION_DENY, "c", err,
+                                       sizeof(err));
+        (void) gi2_ruleset_add_keyword(rs, idx, (unsigned char *) kw[k],
+                                       strlen(kw[k]), err, sizeof(err));
+    }
+
+    unit_add_regex(rs, "re", GI2_ACTION_DENY, "\\bzirconium\\b");
+    (void) gi2_ruleset_compile(rs, err, sizeof(err));
+
+    text = malloc(8192);
+    if (text == NULL) {
+        unit_ok(0, "ruleset: long texts: out of memory");
+        return;
+    }
+
+    bad = 0;
+
+    for (total = 300; total <= 6000; total += 1900) {
+        mid = total / 2;
+
+        for (w = 0; w < 3; w++) {
+            word = (w < 2) ? kw[w] : "zirconium";
+
+            for (pos = 0; pos < total; pos += (pos + 80 < mid
+                                               || pos > mid + 80) ? 97 : 1)
+            {
+                /* filler, then the word at pos (rounded to a word start) */
+
+                len = 0;
+
+                while (len < pos) {
+                    at = strlen(filler);
+                    memcpy(text + len, filler, at);
+                    len += at;
+                }
+
+                len = pos;
+
+                while (len && text[len - 1] != ' ') {
+                    len--;
+                }
+
+                len += (size_t) snprintf(text + len, 8192 - len, "%s ", word);
+
+                while (len < total) {
+                    at = strlen(filler);
+                    memcpy(text + len, filler, at);
+                    len += at;
+                }
+
+                unit_hits(rs, text, len, got, sizeof(got));
+                snprintf(want, sizeof(want), "%zu", w);
+
+                if (strcmp(got, want) != 0 && bad++ < 3) {
+                    unit_diag("%s at %zu of %zu: got [%s]", word, pos, len,
+                              got);
+                }
+            }
+        }
+    }
+
+    unit_ok(bad == 0, "ruleset: a word anywhere in long texts is found "
+            "(%zu misses)", bad);
+
+    free(text);
+    gi2_ruleset_free(rs);
+    unit_pool_reset(&unit_pool);
+}
+
+
 static void
 test_ruleset_errors(void)
 {
@@ -3472,6 +3563,7 @@ main(void)
     test_ruleset_keywords();
     test_ruleset_overlap();
     test_ruleset_many();
+    test_ruleset_long();
     test_ruleset_errors();
     test_ruleset_limits();
 
