@@ -19,7 +19,7 @@
 #   bash bench/run.sh
 #
 # Environment:
-#   DUR=5        seconds per measurement         ROUNDS=3   rounds
+#   DUR=4        seconds per measurement         ROUNDS=5   rounds
 #   WARMUP=1     seconds of warm-up per location (0: none)
 #   LOCS="plain gi2 gi2k modsec lua"   what to measure; peers whose nginx
 #                modules are missing are skipped with a note
@@ -40,8 +40,8 @@ PEERS=${PEERS:-$ROOT/../shared/peers}
 GI2_MODULE=${GI2_MODULE:-$ROOT/build/ngx_http_gi2_module.so}
 NGINX=${NGINX:-/usr/sbin/nginx}
 MODDIR=${MODDIR:-/usr/lib/nginx/modules}
-DUR=${DUR:-5}
-ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-4}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
 LOCS=${LOCS:-plain gi2 gi2k modsec lua}
 URI=/v1/images/generations
@@ -429,7 +429,7 @@ if [ "$WARMUP" -gt 0 ]; then
     done
 fi
 
-declare -A RES=() CPU=()
+declare -A RES=() CPU=() ROUND=()
 n=${#RUN[@]}
 for r in $(seq "$ROUNDS"); do
     printf 'round %d/%d:' "$r" "$ROUNDS"
@@ -439,6 +439,7 @@ for r in $(seq "$ROUNDS"); do
         m=$(wrk_run "$l" "$DUR") || die "measurement failed on $l"
         rps=${m% *}
         RES[$l]="${RES[$l]-} $rps"
+        ROUND[$l,$r]=$rps
         CPU[$l]="${CPU[$l]-} ${m#* }"
         printf '  %s %s' "$l" "$rps"
     done
@@ -451,7 +452,7 @@ median() {
               else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-echo "--- medians over $ROUNDS rounds of ${DUR}s"
+echo "--- medians over $ROUNDS rounds of ${DUR}s (ratio: median of the rounds' ratios)"
 BELOW=0
 declare -A MED=()
 for l in "${RUN[@]}"; do
@@ -460,8 +461,12 @@ done
 for l in "${RUN[@]}"; do
     line=$(printf '%-17s %6s req/s' "${LABEL[$l]}" "${MED[$l]}")
     if [ "$l" != plain ] && [ -n "${MED[plain]-}" ]; then
-        ratio=$(awk -v a="${MED[$l]}" -v b="${MED[plain]}" \
-            'BEGIN { printf "%.2f", a / b }')
+        # the ratio is the median of each round's own ratio: a machine
+        # that slows down for a while slows both sides of a round
+        ratio=$(for r in $(seq "$ROUNDS"); do
+                    awk -v a="${ROUND[$l,$r]}" -v b="${ROUND[plain,$r]}" \
+                        'BEGIN { print a / b }'
+                done | median | awk '{ printf "%.2f", $1 }')
         line="$line = ${ratio}x plain"
         if [ -n "${TARGET[$l]-}" ]; then
             line="$line (target >= ${TARGET[$l]})"
