@@ -505,7 +505,7 @@ int
 gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen)
 {
     size_t       i, j, k, head, tail, ns, nc;
-    uint32_t     s, u, v, f, c, *queue, *fail;
+    uint32_t     s, u, v, f, c, *queue, *fail, *newid, *delta, *out, *dict;
     long         r;
     gi2_pat_t   *p;
 
@@ -655,6 +655,50 @@ gi2_ruleset_compile(gi2_ruleset_t *rs, char *err, size_t errlen)
             queue[tail++] = v;
         }
     }
+
+    /*
+     * States are renumbered in breadth-first order: the shallow states a
+     * clean prompt keeps returning to share a few cache lines, however
+     * many deep keyword states follow them.
+     */
+
+    newid = fail;
+    newid[0] = 0;
+
+    for (i = 0; i < tail; i++) {
+        newid[queue[i]] = (uint32_t) (i + 1);
+    }
+
+    delta = malloc(ns * nc * sizeof(uint32_t));
+    out = calloc(ns, sizeof(uint32_t));
+    dict = calloc(ns, sizeof(uint32_t));
+
+    if (delta == NULL || out == NULL || dict == NULL) {
+        free(delta);
+        free(out);
+        free(dict);
+        free(queue);
+        free(fail);
+        snprintf(err, errlen, "out of memory");
+        return GI2_ERROR;
+    }
+
+    for (u = 0; u < ns; u++) {
+        for (k = 0; k < nc; k++) {
+            v = rs->delta[(size_t) u * nc + k];
+            delta[(size_t) newid[u] * nc + k] = newid[v];
+        }
+
+        out[newid[u]] = rs->out[u];
+        dict[newid[u]] = newid[rs->dict[u]];
+    }
+
+    free(rs->delta);
+    free(rs->out);
+    free(rs->dict);
+    rs->delta = delta;
+    rs->out = out;
+    rs->dict = dict;
 
     /*
      * Transitions hold the target's row offset (state x classes), so the
