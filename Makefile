@@ -35,7 +35,7 @@ deps:
 deps-bench:
 	@bash .ci/deps $(DEB_BUILD) $(DEB_BENCH)
 
-$(BUILD)/nginx-src/objs/Makefile: | deps
+$(BUILD)/nginx-src/objs/Makefile: config | deps
 	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
 	cp -a $(NGX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && . ./conf_flags && \

@@ -33,8 +33,14 @@ static ngx_int_t ngx_http_gi2_exception_check(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *id);
 static ngx_int_t ngx_http_gi2_consumer(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer);
-static ngx_int_t ngx_http_gi2_rewrite(ngx_http_request_t *r,
+static ngx_int_t ngx_http_gi2_value_start(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, gi2_field_t *f, off_t *start);
+static ngx_int_t ngx_http_gi2_member_span(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, gi2_field_t *f, off_t *from, off_t *to);
+static ngx_int_t ngx_http_gi2_apply_edits(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_user_field(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_http_gi2_loc_conf_t *glcf);
 static ngx_int_t ngx_http_gi2_chain_read(ngx_http_request_t *r,
     off_t from, off_t to, u_char *dst);
 static ngx_int_t ngx_http_gi2_slice(ngx_http_request_t *r,
@@ -669,12 +675,13 @@ static ngx_int_t
 ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 {
     int                       rc, n;
-    ngx_int_t                 low, has_deny;
+    ngx_int_t                 low, has_deny, urc;
     ngx_uint_t                i;
     ngx_str_t                 exc, msg;
     gi2_str_t                 norm;
     gi2_alloc_t               alloc;
-    gi2_field_t              *prompt;
+    gi2_field_t              *prompt, *f;
+    ngx_http_gi2_edit_t      *ed;
     const gi2_rule_t         *rule, *deny;
     ngx_http_gi2_loc_conf_t  *glcf;
 
@@ -792,9 +799,16 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
         switch (glcf->moderation_low) {
 
         case NGX_HTTP_GI2_LOW_REWRITE:
-            if (ngx_http_gi2_rewrite(r, ctx) != NGX_OK) {
+            f = &ctx->req.field[GI2_F_MODERATION];
+            ed = &ctx->edits[ctx->nedits];
+
+            if (ngx_http_gi2_value_start(r, ctx, f, &ed->from) != NGX_OK) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
+
+            ed->to = (off_t) f->value_end;
+            ngx_str_set(&ed->text, "\"auto\"");
+            ctx->nedits++;
 
             ctx->moderation_effective = ngx_http_gi2_auto;
             ctx->decision = NGX_HTTP_GI2_REWRITE;
@@ -814,7 +828,93 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
         }
     }
 
+    /* what leaves for upstream of the caller's "user" field */
+
+    urc = ngx_http_gi2_user_field(r, ctx, glcf);
+    if (urc != NGX_DECLINED) {
+        return urc;
+    }
+
+    if (ctx->nedits && ngx_http_gi2_apply_edits(r, ctx) != NGX_OK) {
+        ngx_str_set(&msg, "the request body could not be rewritten: "
+                    "unusual spacing around a rewritten field");
+        return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "gi2_invalid_request", NULL, &msg);
+    }
+
     return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_gi2_user_field(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_http_gi2_loc_conf_t *glcf)
+{
+    u_char               *p;
+    ngx_str_t             msg, hash;
+    gi2_field_t          *f;
+    ngx_http_gi2_edit_t  *ed;
+
+    f = &ctx->req.field[GI2_F_USER];
+
+    if (glcf->user_field == NGX_HTTP_GI2_USER_KEEP
+        || f->type == GI2_T_NONE)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (f->type != GI2_T_STRING) {
+        ngx_str_set(&msg, "'user' must be a string");
+        return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "gi2_invalid_request", "user", &msg);
+    }
+
+    ed = &ctx->edits[ctx->nedits];
+
+    if (glcf->user_field == NGX_HTTP_GI2_USER_DROP) {
+        if (ngx_http_gi2_member_span(r, ctx, f, &ed->from, &ed->to)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        ngx_str_null(&ed->text);
+        ctx->nedits++;
+        return NGX_DECLINED;
+    }
+
+    /* hash: the value becomes "hmac-sha256:<hex>" */
+
+    if (ngx_http_gi2_value_start(r, ctx, f, &ed->from) != NGX_OK) {
+        goto failed;
+    }
+
+    if (ngx_http_gi2_hmac(r, glcf, (u_char *) f->value.data, f->value.len,
+                          &hash)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, hash.len + 2);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ed->to = (off_t) f->value_end;
+    ed->text.data = p;
+    ed->text.len = ngx_sprintf(p, "\"%V\"", &hash) - p;
+    ctx->nedits++;
+
+    return NGX_DECLINED;
+
+failed:
+
+    ngx_str_set(&msg, "the request body could not be rewritten: unusual "
+                "spacing around 'user'");
+
+    return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                               "gi2_invalid_request", "user", &msg);
 }
 
 
@@ -912,67 +1012,194 @@ ngx_http_gi2_consumer(ngx_http_request_t *r, ngx_http_gi2_loc_conf_t *glcf,
 
 
 /*
- * "moderation":"low" becomes "moderation":"auto": only the value token is
- * replaced, the rest of the body is spliced around it, whether it sits in
- * memory or in the temporary file.
+ * Field rewrites.  The outcome is NGX_DECLINED to go on, or the status of
+ * a rejection already sent.
  */
 
+/* the body offset where a string value's token starts (its quote) */
+
 static ngx_int_t
-ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
+ngx_http_gi2_value_start(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    gi2_field_t *f, off_t *start)
 {
-    off_t            total, from, to, len;
-    u_char          *p, win[NGX_HTTP_GI2_TOKEN_MAX];
-    long             start;
-    ngx_buf_t       *b;
-    ngx_chain_t     *out, **last, *cl;
-    gi2_field_t     *f;
-    ngx_table_elt_t *h;
+    off_t    from, to;
+    long     k;
+    u_char   win[NGX_HTTP_GI2_TOKEN_MAX];
 
-    static u_char  value[] = "\"auto\"";
-
-    f = &ctx->req.field[GI2_F_MODERATION];
     to = (off_t) f->value_end;
-    total = (off_t) ctx->req.length;
-
-    /* the token ends at value_end; find where it starts */
-
     from = ngx_max((off_t) f->key_end, to - NGX_HTTP_GI2_TOKEN_MAX);
 
-    if (from >= to || to > total
+    if (from >= to || to > (off_t) ctx->req.length
         || ngx_http_gi2_chain_read(r, from, to, win) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    start = gi2_json_string_start(win, to - from);
-    if (start < 0) {
+    k = gi2_json_string_start(win, to - from);
+    if (k < 0) {
         return NGX_ERROR;
     }
 
-    from += start;
+    *start = from + k;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The bytes that remove a top-level member: its key, its value and one
+ * comma, so that what is left is still a JSON object.  Whitespace runs
+ * longer than a window are refused rather than guessed at.
+ */
+
+static ngx_int_t
+ngx_http_gi2_member_span(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    gi2_field_t *f, off_t *from, off_t *to)
+{
+    off_t    ks, a, e, total;
+    long     k;
+    u_char   win[NGX_HTTP_GI2_TOKEN_MAX];
+
+    total = (off_t) ctx->req.length;
+
+    /* the key's opening quote */
+
+    e = (off_t) f->key_end;
+    a = ngx_max(0, e - NGX_HTTP_GI2_TOKEN_MAX);
+
+    if (a >= e || ngx_http_gi2_chain_read(r, a, e, win) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    k = gi2_json_string_start(win, e - a);
+    if (k < 0) {
+        return NGX_ERROR;
+    }
+
+    ks = a + k;
+
+    /* what stands before the key: a comma, or the object's brace */
+
+    a = ngx_max(0, ks - NGX_HTTP_GI2_TOKEN_MAX);
+
+    if (a < ks) {
+        if (ngx_http_gi2_chain_read(r, a, ks, win) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        for (k = ks - a - 1; k >= 0; k--) {
+            if (win[k] != ' ' && win[k] != '\t' && win[k] != '\r'
+                && win[k] != '\n')
+            {
+                break;
+            }
+        }
+
+        if (k >= 0 && win[k] == ',') {
+            *from = a + k;
+            *to = (off_t) f->value_end;
+            return NGX_OK;
+        }
+
+        if (k < 0 || win[k] != '{') {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the first member: take the comma after it, if any */
+
+    a = (off_t) f->value_end;
+    e = ngx_min(total, a + NGX_HTTP_GI2_TOKEN_MAX);
+
+    if (a >= e || ngx_http_gi2_chain_read(r, a, e, win) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < e - a; k++) {
+        if (win[k] != ' ' && win[k] != '\t' && win[k] != '\r'
+            && win[k] != '\n')
+        {
+            break;
+        }
+    }
+
+    if (k == e - a) {
+        return NGX_ERROR;
+    }
+
+    *from = ks;
+    *to = (win[k] == ',') ? a + k + 1 : (off_t) f->value_end;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Apply the edits (sorted, not overlapping) by splicing the body: the
+ * untouched bytes stay where they are, in memory or in the temporary
+ * file, and Content-Length follows.
+ */
+
+static ngx_int_t
+ngx_http_gi2_apply_edits(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
+{
+    off_t                 total, pos, len;
+    u_char               *p;
+    ngx_buf_t            *b;
+    ngx_uint_t            i;
+    ngx_chain_t          *out, **last, *cl;
+    ngx_table_elt_t      *h;
+    ngx_http_gi2_edit_t  *ed, t;
+
+    total = (off_t) ctx->req.length;
+    ed = ctx->edits;
+
+    if (ctx->nedits == 2 && ed[1].from < ed[0].from) {
+        t = ed[0];
+        ed[0] = ed[1];
+        ed[1] = t;
+    }
+
+    if (ctx->nedits == 2 && ed[0].to > ed[1].from) {
+        return NGX_ERROR;
+    }
 
     out = NULL;
     last = &out;
+    pos = 0;
+    len = total;
 
-    if (ngx_http_gi2_slice(r, &last, 0, from) != NGX_OK) {
-        return NGX_ERROR;
+    for (i = 0; i < ctx->nedits; i++) {
+        if (ed[i].from < pos || ed[i].to > total || ed[i].from > ed[i].to) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_gi2_slice(r, &last, pos, ed[i].from) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ed[i].text.len) {
+            b = ngx_calloc_buf(r->pool);
+            cl = ngx_alloc_chain_link(r->pool);
+            if (b == NULL || cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->pos = ed[i].text.data;
+            b->last = ed[i].text.data + ed[i].text.len;
+            b->memory = 1;
+
+            cl->buf = b;
+            cl->next = NULL;
+            *last = cl;
+            last = &cl->next;
+        }
+
+        len += (off_t) ed[i].text.len - (ed[i].to - ed[i].from);
+        pos = ed[i].to;
     }
-    b = ngx_calloc_buf(r->pool);
-    cl = ngx_alloc_chain_link(r->pool);
-    if (b == NULL || cl == NULL) {
-        return NGX_ERROR;
-    }
 
-    b->pos = value;
-    b->last = value + sizeof(value) - 1;
-    b->memory = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-    *last = cl;
-    last = &cl->next;
-
-    if (ngx_http_gi2_slice(r, &last, to, total) != NGX_OK) {
+    if (ngx_http_gi2_slice(r, &last, pos, total) != NGX_OK || out == NULL) {
         return NGX_ERROR;
     }
 
@@ -981,9 +1208,6 @@ ngx_http_gi2_rewrite(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
     cl->buf->last_buf = 1;
 
     r->request_body->bufs = out;
-
-    len = total - (to - from) + (off_t) (sizeof(value) - 1);
-
     r->headers_in.content_length_n = len;
 
     h = r->headers_in.content_length;

@@ -5,6 +5,9 @@
 
 #include "ngx_http_gi2_module.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 
 #define NGX_HTTP_GI2_ERRLEN  512
 
@@ -24,6 +27,10 @@ static char *ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post,
     void *data);
 static time_t ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d);
+static char *ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_http_gi2_rule_decl_t *ngx_http_gi2_rule_head(ngx_conf_t *cf,
     ngx_http_gi2_loc_conf_t *glcf, ngx_uint_t keywords);
 static gi2_ruleset_t *ngx_http_gi2_build(ngx_conf_t *cf,
@@ -38,6 +45,14 @@ static ngx_conf_enum_t  ngx_http_gi2_moderation_low[] = {
     { ngx_string("reject"), NGX_HTTP_GI2_LOW_REJECT },
     { ngx_string("rewrite"), NGX_HTTP_GI2_LOW_REWRITE },
     { ngx_string("allow"), NGX_HTTP_GI2_LOW_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_gi2_user_field[] = {
+    { ngx_string("keep"), NGX_HTTP_GI2_USER_KEEP },
+    { ngx_string("hash"), NGX_HTTP_GI2_USER_HASH },
+    { ngx_string("drop"), NGX_HTTP_GI2_USER_DROP },
     { ngx_null_string, 0 }
 };
 
@@ -104,6 +119,34 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_gi2_loc_conf_t, reject_status),
       &ngx_http_gi2_reject_status_post },
+
+    { ngx_string("gi2_user_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, user_field),
+      &ngx_http_gi2_user_field },
+
+    { ngx_string("gi2_hash_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_gi2_hash_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_log_prompt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, log_prompt),
+      NULL },
+
+    { ngx_string("gi2_price"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_gi2_price,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -464,6 +507,9 @@ ngx_http_gi2_create_loc_conf(ngx_conf_t *cf)
     glcf->reject_status = NGX_CONF_UNSET_UINT;
     glcf->exceptions = NGX_CONF_UNSET_PTR;
     glcf->consumer = NGX_CONF_UNSET_PTR;
+    glcf->user_field = NGX_CONF_UNSET_UINT;
+    glcf->log_prompt = NGX_CONF_UNSET;
+    glcf->prices = NGX_CONF_UNSET_PTR;
 
     return glcf;
 }
@@ -484,6 +530,19 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "X-GI2-Exception");
     ngx_conf_merge_ptr_value(conf->exceptions, prev->exceptions, NULL);
     ngx_conf_merge_ptr_value(conf->consumer, prev->consumer, NULL);
+    ngx_conf_merge_uint_value(conf->user_field, prev->user_field,
+                              NGX_HTTP_GI2_USER_KEEP);
+    ngx_conf_merge_str_value(conf->hash_key, prev->hash_key, "");
+    ngx_conf_merge_value(conf->log_prompt, prev->log_prompt, 0);
+    ngx_conf_merge_ptr_value(conf->prices, prev->prices, NULL);
+
+    if (conf->user_field == NGX_HTTP_GI2_USER_HASH
+        && conf->hash_key.len == 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"gi2_user_field hash\" needs gi2_hash_key_file");
+        return NGX_CONF_ERROR;
+    }
 
     /*
      * gi2_rule and gi2_keywords are two nginx arrays, each inherited only
@@ -1067,6 +1126,242 @@ ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post, void *data)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The key for every hash the module writes (prompt, consumer, user field):
+ * a secret file, read once here.  Without it the hashes are not written.
+ */
+
+static char *
+ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    u_char           *buf;
+    size_t            len;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name;
+    ngx_file_info_t   fi;
+
+    if (glcf->hash_key.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "gi2_hash_key_file: cannot open \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = NULL;
+    n = -1;
+
+    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR
+        && ngx_file_size(&fi) <= 4096)
+    {
+        buf = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+        if (buf != NULL) {
+            n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+        }
+    }
+
+    ngx_close_file(fd);
+
+    if (buf == NULL || n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "gi2_hash_key_file: cannot read \"%V\" (at most "
+                           "4096 bytes)", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a trailing newline is not part of the key */
+
+    len = n;
+
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
+        len--;
+    }
+
+    if (len < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_hash_key_file: \"%V\" holds %uz bytes; a key "
+                           "needs at least 16 (32 random bytes are best)",
+                           &name, len);
+        return NGX_CONF_ERROR;
+    }
+
+    glcf->hash_key.data = buf;
+    glcf->hash_key.len = len;
+
+    return NGX_CONF_OK;
+}
+
+
+/* gi2_price MODEL input=USD output=USD [image_input=USD], per 1M tokens */
+
+static char *
+ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    u_char                *p, *end;
+    double                *d, v, scale;
+    ngx_str_t             *value;
+    ngx_uint_t             i, seen;
+    ngx_http_gi2_price_t  *price;
+
+    value = cf->args->elts;
+
+    if (glcf->prices == NGX_CONF_UNSET_PTR) {
+        glcf->prices = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_gi2_price_t));
+        if (glcf->prices == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    price = glcf->prices->elts;
+
+    for (i = 0; i < glcf->prices->nelts; i++) {
+        if (price[i].model.len == value[1].len
+            && ngx_strncmp(price[i].model.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate gi2_price for \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    price = ngx_array_push(glcf->prices);
+    if (price == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    price->model = value[1];
+    price->input = -1;
+    price->output = -1;
+    price->image_input = -1;
+    seen = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "input=", 6) == 0) {
+            d = &price->input;
+            p = value[i].data + 6;
+
+        } else if (ngx_strncmp(value[i].data, "output=", 7) == 0) {
+            d = &price->output;
+            p = value[i].data + 7;
+
+        } else if (ngx_strncmp(value[i].data, "image_input=", 12) == 0) {
+            d = &price->image_input;
+            p = value[i].data + 12;
+
+        } else {
+            goto invalid;
+        }
+
+        if (*d >= 0) {
+            goto invalid;
+        }
+
+        /* a plain decimal: digits, one point */
+
+        end = value[i].data + value[i].len;
+        v = 0;
+        scale = 0;
+
+        if (p == end) {
+            goto invalid;
+        }
+
+        for ( /* void */ ; p < end; p++) {
+            if (*p == '.' && scale == 0) {
+                scale = 1;
+                continue;
+            }
+
+            if (*p < '0' || *p > '9') {
+                goto invalid;
+            }
+
+            if (scale) {
+                scale /= 10;
+                v += (*p - '0') * scale;
+
+            } else {
+                v = v * 10 + (*p - '0');
+            }
+        }
+
+        *d = v;
+        seen++;
+    }
+
+    if (price->input < 0 || price->output < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_price \"%V\" needs input= and output= "
+                           "(USD per 1M tokens)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in gi2_price \"%V\": use "
+                       "input=USD output=USD [image_input=USD], per 1M tokens",
+                       &value[i], &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* "hmac-sha256:<64 hex>" of data under the configured key */
+
+ngx_int_t
+ngx_http_gi2_hmac(ngx_http_request_t *r, ngx_http_gi2_loc_conf_t *glcf,
+    u_char *data, size_t len, ngx_str_t *out)
+{
+    u_char        *p;
+    unsigned int   mdlen;
+    u_char         md[EVP_MAX_MD_SIZE];
+
+    if (glcf->hash_key.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (HMAC(EVP_sha256(), glcf->hash_key.data, (int) glcf->hash_key.len,
+             data, len, md, &mdlen)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("hmac-sha256:") - 1 + 2 * mdlen);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_cpymem(p, "hmac-sha256:", sizeof("hmac-sha256:") - 1);
+    p = ngx_hex_dump(p, md, mdlen);
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 

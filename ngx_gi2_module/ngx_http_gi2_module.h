@@ -24,8 +24,27 @@
 #define NGX_HTTP_GI2_REWRITE         3
 #define NGX_HTTP_GI2_REJECT          4
 
+#define NGX_HTTP_GI2_USER_KEEP       0
+#define NGX_HTTP_GI2_USER_HASH       1
+#define NGX_HTTP_GI2_USER_DROP       2
+
 #define NGX_HTTP_GI2_GENERATIONS     1
 #define NGX_HTTP_GI2_EDITS           2
+
+
+typedef struct {
+    off_t                       from;
+    off_t                       to;
+    ngx_str_t                   text;
+} ngx_http_gi2_edit_t;
+
+
+typedef struct {
+    ngx_str_t                   model;
+    double                      input;         /* USD per 1M tokens */
+    double                      output;
+    double                      image_input;   /* < 0: as input */
+} ngx_http_gi2_price_t;
 
 
 typedef struct {
@@ -55,6 +74,11 @@ typedef struct {
     ngx_array_t                *exceptions;    /* ngx_http_gi2_exception_t */
     ngx_http_complex_value_t   *consumer;
 
+    ngx_uint_t                  user_field;
+    ngx_str_t                   hash_key;
+    ngx_flag_t                  log_prompt;
+    ngx_array_t                *prices;        /* ngx_http_gi2_price_t */
+
     ngx_array_t                *rules;         /* gi2_rule */
     ngx_array_t                *keywords;      /* gi2_keywords */
     gi2_ruleset_t              *ruleset;       /* built from both */
@@ -82,6 +106,9 @@ typedef struct {
     ngx_uint_t                  exception_count;
     ngx_str_t                   moderation_effective;
 
+    ngx_http_gi2_edit_t         edits[2];
+    ngx_uint_t                  nedits;
+
     unsigned                    endpoint:2;
     unsigned                    filtered:1;    /* body parsed by filter */
     unsigned                    done:1;
@@ -93,6 +120,9 @@ ngx_http_gi2_ctx_t *ngx_http_gi2_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_gi2_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 void *ngx_http_gi2_pool_alloc(void *data, size_t size);
+ngx_int_t ngx_http_gi2_hmac(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, u_char *data, size_t len,
+    ngx_str_t *out);
 
 
 extern ngx_module_t                    ngx_http_gi2_module;
