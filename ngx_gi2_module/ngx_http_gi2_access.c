@@ -31,8 +31,6 @@ static ngx_int_t ngx_http_gi2_decide(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx);
 static ngx_int_t ngx_http_gi2_exception_check(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *id);
-static ngx_int_t ngx_http_gi2_consumer(ngx_http_request_t *r,
-    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer);
 static ngx_int_t ngx_http_gi2_value_start(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx, gi2_field_t *f, off_t *start);
 static ngx_int_t ngx_http_gi2_member_span(ngx_http_request_t *r,
@@ -954,7 +952,7 @@ ngx_http_gi2_exception_check(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_gi2_consumer(r, glcf, &consumer) != NGX_OK
+    if (ngx_http_gi2_consumer_value(r, glcf, &consumer) != NGX_OK
         || consumer.len != e[i].consumer.len)
     {
         return NGX_DECLINED;
@@ -972,9 +970,9 @@ ngx_http_gi2_exception_check(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_gi2_consumer(ngx_http_request_t *r, ngx_http_gi2_loc_conf_t *glcf,
-    ngx_str_t *consumer)
+ngx_int_t
+ngx_http_gi2_consumer_value(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer)
 {
     u_char           *p, *end;
     ngx_table_elt_t  *auth;

@@ -184,6 +184,7 @@ ngx_module_t  ngx_http_gi2_module = {
 
 
 ngx_http_request_body_filter_pt  ngx_http_gi2_next_request_body_filter;
+ngx_int_t                        ngx_http_gi2_request_id_index;
 
 
 /* variables: data is the field they show */
@@ -241,6 +242,54 @@ static ngx_http_variable_t  ngx_http_gi2_vars[] = {
 
     { ngx_string("gi2_exception_presented"), NULL, ngx_http_gi2_variable,
       NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_upstream_status"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_UPSTREAM_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_error_type"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_ERROR_TYPE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_error_code"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_ERROR_CODE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_moderation_stage"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_MODERATION_STAGE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_moderation_categories"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_MODERATION_CATEGORIES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_image_sha256"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_IMAGE_SHA256, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_image_count"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_IMAGE_COUNT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_input_tokens"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_INPUT_TOKENS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_output_tokens"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_OUTPUT_TOKENS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_total_tokens"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_TOTAL_TOKENS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_prompt_hash"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_PROMPT_HASH, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_consumer_hash"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_CONSUMER_HASH, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_request_id"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_retry_count"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_RETRY_COUNT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_cost_usd"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_COST_USD, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_log_json"), NULL, ngx_http_gi2_audit_variable,
+      NGX_HTTP_GI2_AVAR_LOG_JSON, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -428,6 +477,9 @@ ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 }
 
 
+static ngx_str_t  ngx_http_gi2_request_id_name = ngx_string("request_id");
+
+
 static ngx_int_t
 ngx_http_gi2_init(ngx_conf_t *cf)
 {
@@ -461,7 +513,13 @@ ngx_http_gi2_init(ngx_conf_t *cf)
     ngx_http_gi2_next_request_body_filter = ngx_http_top_request_body_filter;
     ngx_http_top_request_body_filter = ngx_http_gi2_request_body_filter;
 
-    return NGX_OK;
+    ngx_http_gi2_request_id_index = ngx_http_get_variable_index(cf,
+                                              &ngx_http_gi2_request_id_name);
+    if (ngx_http_gi2_request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_gi2_audit_init(cf);
 }
 
 

@@ -28,6 +28,24 @@
 #define NGX_HTTP_GI2_USER_HASH       1
 #define NGX_HTTP_GI2_USER_DROP       2
 
+/* the response-side variables */
+#define NGX_HTTP_GI2_AVAR_UPSTREAM_STATUS         1
+#define NGX_HTTP_GI2_AVAR_ERROR_TYPE              2
+#define NGX_HTTP_GI2_AVAR_ERROR_CODE              3
+#define NGX_HTTP_GI2_AVAR_MODERATION_STAGE        4
+#define NGX_HTTP_GI2_AVAR_MODERATION_CATEGORIES   5
+#define NGX_HTTP_GI2_AVAR_IMAGE_SHA256            6
+#define NGX_HTTP_GI2_AVAR_IMAGE_COUNT             7
+#define NGX_HTTP_GI2_AVAR_INPUT_TOKENS            8
+#define NGX_HTTP_GI2_AVAR_OUTPUT_TOKENS           9
+#define NGX_HTTP_GI2_AVAR_TOTAL_TOKENS            10
+#define NGX_HTTP_GI2_AVAR_PROMPT_HASH             11
+#define NGX_HTTP_GI2_AVAR_CONSUMER_HASH           12
+#define NGX_HTTP_GI2_AVAR_REQUEST_ID              13
+#define NGX_HTTP_GI2_AVAR_RETRY_COUNT             14
+#define NGX_HTTP_GI2_AVAR_COST_USD                15
+#define NGX_HTTP_GI2_AVAR_LOG_JSON                16
+
 #define NGX_HTTP_GI2_GENERATIONS     1
 #define NGX_HTTP_GI2_EDITS           2
 
@@ -109,9 +127,28 @@ typedef struct {
     ngx_http_gi2_edit_t         edits[2];
     ngx_uint_t                  nedits;
 
+    /* the response side */
+    void                       *resp;          /* gi2_resp_t */
+    void                       *zs;            /* z_stream, when encoded */
+    u_char                     *zout;
+    ngx_uint_t                  resp_status;
+    ngx_uint_t                  upstream_status;
+    ngx_str_t                   request_id;    /* upstream x-request-id */
+    ngx_str_t                   prompt_hash;
+    ngx_str_t                   consumer_hash;
+    ngx_int_t                   retry_count;
+    double                      cost;
+    ngx_str_t                   cost_text;
+
     unsigned                    endpoint:2;
     unsigned                    filtered:1;    /* body parsed by filter */
     unsigned                    done:1;
+    unsigned                    resp_finished:1;
+    unsigned                    resp_skipped:1;
+    unsigned                    resp_gzip:1;
+    unsigned                    resp_zerror:1;
+    unsigned                    zdone:1;
+    unsigned                    finalized:1;
 } ngx_http_gi2_ctx_t;
 
 
@@ -120,12 +157,22 @@ ngx_http_gi2_ctx_t *ngx_http_gi2_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_gi2_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 void *ngx_http_gi2_pool_alloc(void *data, size_t size);
+ngx_int_t ngx_http_gi2_consumer_value(ngx_http_request_t *r,
+    ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *consumer);
+ngx_int_t ngx_http_gi2_audit_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_gi2_audit_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_http_gi2_audit_finalize(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
+ngx_int_t ngx_http_gi2_log_json(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_str_t *out);
 ngx_int_t ngx_http_gi2_hmac(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, u_char *data, size_t len,
     ngx_str_t *out);
 
 
 extern ngx_module_t                    ngx_http_gi2_module;
+extern ngx_int_t                       ngx_http_gi2_request_id_index;
 extern ngx_http_request_body_filter_pt ngx_http_gi2_next_request_body_filter;
 
 
