@@ -17,11 +17,12 @@ DEB_BUILD := nginx nginx-dev libpcre2-dev libyajl-dev libutf8proc-dev \
 DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
              lua-cjson python3
 
-CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c)
+CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c \
+             gi2_resp.c)
 NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
 CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
                -I ngx_gi2_module -I /usr/include/yajl
-CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc
+CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc -lcrypto
 WERROR_OPT := -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers
 
@@ -55,7 +56,13 @@ $(BUILD)/gi2_unit: t/unit/gi2_unit.c $(CORE_SRCS) ngx_gi2_module/gi2_core.h | de
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit
+$(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c $(CORE_SRCS) \
+                        ngx_gi2_module/gi2_core.h ngx_gi2_module/gi2_resp.h \
+                        | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_resp_unit.c $(CORE_SRCS) $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit
 
 test: module unit
 	prove -r t/

@@ -660,7 +660,7 @@ ngx_http_gi2_json_cstr(ngx_http_gi2_json_t *j, const char *s)
 static void
 ngx_http_gi2_json_num(ngx_http_gi2_json_t *j, int64_t n)
 {
-    if (j->end - j->pos < NGX_INT64_LEN) {
+    if ((size_t) (j->end - j->pos) < NGX_INT64_LEN) {
         j->pos = j->end;
         return;
     }
@@ -765,8 +765,11 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 
     res = (ctx->resp != NULL) ? gi2_resp_result(ctx->resp) : NULL;
 
-    size = 32768 + (glcf->log_prompt ? 6 * ctx->req.field[GI2_F_PROMPT].value.len
-                                     : 0);
+    size = 32768;
+
+    if (glcf->log_prompt) {
+        size += 6 * ctx->req.field[GI2_F_PROMPT].value.len;
+    }
 
     buf = ngx_pnalloc(r->pool, size);
     if (buf == NULL) {
@@ -1042,8 +1045,10 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
         ngx_http_gi2_json_kstr(w, "sha256", img->truncated ? NULL : hex, 64);
         ngx_http_gi2_json_knum(w, "bytes", (int64_t) img->bytes);
         ngx_http_gi2_json_kcstr(w, "format", img->format);
-        ngx_http_gi2_json_knum(w, "width", img->width ? img->width : -1);
-        ngx_http_gi2_json_knum(w, "height", img->height ? img->height : -1);
+        ngx_http_gi2_json_knum(w, "width",
+                               img->width ? (int64_t) img->width : -1);
+        ngx_http_gi2_json_knum(w, "height",
+                               img->height ? (int64_t) img->height : -1);
         ngx_http_gi2_json_key(w, "c2pa");
         ngx_http_gi2_json_raw(w, img->c2pa ? "true" : "false");
         ngx_http_gi2_json_key(w, "truncated");

@@ -255,7 +255,8 @@ static ngx_http_variable_t  ngx_http_gi2_vars[] = {
     { ngx_string("gi2_moderation_stage"), NULL, ngx_http_gi2_audit_variable,
       NGX_HTTP_GI2_AVAR_MODERATION_STAGE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("gi2_moderation_categories"), NULL, ngx_http_gi2_audit_variable,
+    { ngx_string("gi2_moderation_categories"), NULL,
+      ngx_http_gi2_audit_variable,
       NGX_HTTP_GI2_AVAR_MODERATION_CATEGORIES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("gi2_image_sha256"), NULL, ngx_http_gi2_audit_variable,
