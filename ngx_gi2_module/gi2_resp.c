@@ -207,6 +207,7 @@ struct gi2_resp_s {
     size_t                cap_len;
     size_t                cap_size;
     unsigned              cap_va;
+    size_t                cap_start;  /* a category's first byte */
     char                  key[64];
 
     /* the object deciding on its images: an SSE event, or the body */
@@ -258,6 +259,7 @@ struct gi2_resp_s {
     unsigned              ev_data:1;
     unsigned              ev_bad:1;
     unsigned              finished:1;
+    unsigned              cats_cut:1; /* a category did not fit */
 
     unsigned char         out[GI2_RESP_OUT];
 };
@@ -789,6 +791,7 @@ gi2_resp_open(gi2_resp_t *r, unsigned array)
 
     case GI2_V_CATS:
         r->res.categories[0] = '\0';
+        r->cats_cut = 0;
         break;
 
     case GI2_V_OUTPUT_ITEM:
@@ -1285,8 +1288,16 @@ gi2_resp_value_string(gi2_resp_t *r)
         return;
 
     case GI2_V_CAT:
+
+        /* whole categories only, and none after one that did not fit */
+
+        if (r->cats_cut) {
+            break;
+        }
+
+        r->cap_start = strlen(res->categories);
         gi2_resp_capture(r, res->categories, sizeof(res->categories),
-                         strlen(res->categories));
+                         r->cap_start);
 
         if (r->cap_len > 0) {
             gi2_resp_put(r, ',');
@@ -1693,8 +1704,9 @@ gi2_resp_cap_end(gi2_resp_t *r)
             }
         }
 
-        if (r->cap_va == GI2_V_CAT && n > 0 && s[n - 1] == ',') {
-            n--;
+        if (r->cap_va == GI2_V_CAT) {
+            n = r->cap_start;
+            r->cats_cut = 1;
         }
     }
 

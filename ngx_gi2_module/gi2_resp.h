@@ -65,12 +65,18 @@
  *   - Repeated fields: the last wins (usage of several completed events,
  *     for instance).
  *
- * The SHA-256 is OpenSSL's (EVP): one EVP_MD_CTX per scanner, allocated by
- * OpenSSL in gi2_resp_create() and freed by gi2_resp_finish() or
- * gi2_resp_destroy().  With a pool allocator the caller must still make
- * sure one of them runs (a pool cleanup).  The scanner itself is one
- * allocation from the given allocator in gi2_resp_create(); feeding never
- * allocates.
+ * Memory: the scanner is one block of gi2_resp_memory() bytes (about
+ * 14 KiB, result included) from the given allocator, taken in
+ * gi2_resp_create(); feeding never calls the allocator.  The SHA-256 is
+ * OpenSSL's (EVP, SHA-NI where the CPU has it): one EVP_MD_CTX per scanner,
+ * allocated by OpenSSL in gi2_resp_create() and freed by gi2_resp_finish()
+ * or gi2_resp_destroy(); with a pool allocator the caller must still make
+ * sure one of them runs (a pool cleanup).  OpenSSL 3 itself allocates a
+ * small digest state on each image start, and loads its default provider
+ * at the first digest of a process.
+ *
+ * The caller picks the mode from the response's Content-Type
+ * (text/event-stream: sse = 1) and inflates compressed bodies first.
  */
 
 #ifndef _GI2_RESP_H_INCLUDED_
@@ -127,7 +133,8 @@ typedef struct {
     char                  error_param[64];
     char                  error_message[256];
     char                  moderation_stage[32];
-    char                  categories[256];   /* comma-joined */
+    char                  categories[256];   /* comma-joined, whole
+                                                categories only */
 
     char                  response_size[32];
     char                  response_quality[32];

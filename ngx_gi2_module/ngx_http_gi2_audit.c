@@ -54,6 +54,8 @@ static void ngx_http_gi2_json_knum(ngx_http_gi2_json_t *j, const char *key,
     int64_t n);
 static void ngx_http_gi2_json_field(ngx_http_gi2_json_t *j, const char *key,
     gi2_field_t *f);
+static void ngx_http_gi2_json_count(ngx_http_gi2_json_t *j, const char *key,
+    gi2_field_t *f);
 static void ngx_http_gi2_json_key(ngx_http_gi2_json_t *j, const char *key);
 static void ngx_http_gi2_json_str(ngx_http_gi2_json_t *j, const u_char *s,
     size_t len);
@@ -710,27 +712,38 @@ ngx_http_gi2_json_knum(ngx_http_gi2_json_t *j, const char *key, int64_t n)
 }
 
 
-/* a request field: strings as strings, numbers as numbers */
+/*
+ * A request field as a string, whatever JSON type the client used (a
+ * number's text, "true"), so that one field always has one type.
+ */
 
 static void
 ngx_http_gi2_json_field(ngx_http_gi2_json_t *j, const char *key,
     gi2_field_t *f)
 {
-    if (f->type == GI2_T_STRING) {
+    if (f->type == GI2_T_STRING || f->type == GI2_T_NUMBER
+        || f->type == GI2_T_BOOL)
+    {
         ngx_http_gi2_json_kstr(j, key, f->value.data, f->value.len);
         return;
     }
 
-    if (f->type == GI2_T_NUMBER && f->value.len
-        && ngx_atoi((u_char *) f->value.data, f->value.len) != NGX_ERROR)
-    {
-        ngx_http_gi2_json_key(j, key);
-        ngx_http_gi2_json_num(j, ngx_atoi((u_char *) f->value.data,
-                                          f->value.len));
-        return;
-    }
-
     ngx_http_gi2_json_kstr(j, key, NULL, 0);
+}
+
+
+/* a count: a whole number, else null */
+
+static void
+ngx_http_gi2_json_count(ngx_http_gi2_json_t *j, const char *key,
+    gi2_field_t *f)
+{
+    ngx_int_t  n;
+
+    n = (f->type == GI2_T_NUMBER && f->value.len)
+        ? ngx_atoi((u_char *) f->value.data, f->value.len) : NGX_ERROR;
+
+    ngx_http_gi2_json_knum(j, key, n == NGX_ERROR ? -1 : (int64_t) n);
 }
 
 
@@ -798,7 +811,7 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     }
 
     ngx_http_gi2_json_open(w, "ecs", '{');
-    ngx_http_gi2_json_kcstr(w, "version", "8.11.0");
+    ngx_http_gi2_json_kcstr(w, "version", "9.0.0");
     ngx_http_gi2_json_close(w, '}');
 
     /* the event: what gi2 decided and how it ended */
@@ -847,9 +860,15 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_kstr(w, "path", r->uri.data, r->uri.len);
     ngx_http_gi2_json_close(w, '}');
 
+    /* a unix socket peer has no address: null, not "unix:" */
+
     ngx_http_gi2_json_open(w, "client", '{');
     ngx_http_gi2_json_kstr(w, "ip", r->connection->addr_text.data,
-                           r->connection->addr_text.len);
+                           (r->connection->sockaddr->sa_family == AF_INET
+#if (NGX_HAVE_INET6)
+                            || r->connection->sockaddr->sa_family == AF_INET6
+#endif
+                           ) ? r->connection->addr_text.len : 0);
     ngx_http_gi2_json_close(w, '}');
 
     ngx_http_gi2_json_open(w, "user", '{');
@@ -928,11 +947,11 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_open(w, "request", '{');
     ngx_http_gi2_json_field(w, "model", &ctx->req.field[GI2_F_MODEL]);
     ngx_http_gi2_json_open(w, "choice", '{');
-    ngx_http_gi2_json_field(w, "count", &ctx->req.field[GI2_F_N]);
+    ngx_http_gi2_json_count(w, "count", &ctx->req.field[GI2_F_N]);
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_open(w, "output", '{');
-    ngx_http_gi2_json_kcstr(w, "type", "image");
+    ngx_http_gi2_json_kcstr(w, "type", ctx->endpoint ? "image" : NULL);
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_open(w, "usage", '{');
     ngx_http_gi2_json_knum(w, "input_tokens", res ? res->input_tokens : -1);
@@ -944,6 +963,8 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 
     ngx_http_gi2_json_open(w, "gi2", '{');
     ngx_http_gi2_json_kcstr(w, "decision", decisions[ctx->decision]);
+    ngx_http_gi2_json_kstr(w, "hash_key_id", glcf->hash_key_id.data,
+                           glcf->hash_key_id.len);
     ngx_http_gi2_json_kcstr(w, "reject_code", ctx->reject_code);
 
     ngx_http_gi2_json_open(w, "prompt", '{');
@@ -966,7 +987,7 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_open(w, "request", '{');
     ngx_http_gi2_json_field(w, "size", &ctx->req.field[GI2_F_SIZE]);
     ngx_http_gi2_json_field(w, "quality", &ctx->req.field[GI2_F_QUALITY]);
-    ngx_http_gi2_json_field(w, "n", &ctx->req.field[GI2_F_N]);
+    ngx_http_gi2_json_count(w, "n", &ctx->req.field[GI2_F_N]);
     ngx_http_gi2_json_key(w, "stream");
     ngx_http_gi2_json_raw(w,
         ctx->req.field[GI2_F_STREAM].type != GI2_T_BOOL ? "null"
@@ -1035,7 +1056,8 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_knum(w, "count", res ? (int64_t) res->images_total : -1);
     ngx_http_gi2_json_knum(w, "partial_count",
                            res ? (int64_t) res->partial_images : -1);
-    ngx_http_gi2_json_knum(w, "url_count", res ? (int64_t) res->nurls : -1);
+    ngx_http_gi2_json_knum(w, "url_count",
+                           res ? (int64_t) res->urls_total : -1);
     ngx_http_gi2_json_open(w, "items", '[');
     for (i = 0; res && i < res->nimages; i++) {
         img = &res->image[i];
@@ -1120,6 +1142,22 @@ ngx_http_gi2_audit_variable(ngx_http_request_t *r,
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 1;
+
+    if (ctx == NULL && data == NGX_HTTP_GI2_AVAR_LOG_JSON) {
+
+        /*
+         * Not inspected: still one record a line, so that a log of
+         * $gi2_log_json never has a blank line.
+         */
+
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gi2_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->done = 1;
+        ngx_http_set_ctx(r->main, ctx, ngx_http_gi2_module);
+    }
 
     if (ctx == NULL || !ctx->done) {
         return NGX_OK;
@@ -1220,10 +1258,13 @@ ngx_http_gi2_audit_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_GI2_AVAR_LOG_JSON:
-        if (ngx_http_gi2_log_json(r->main, ctx, &s) != NGX_OK) {
+        if (ctx->log_json.len == 0
+            && ngx_http_gi2_log_json(r->main, ctx, &ctx->log_json) != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
+        s = ctx->log_json;
         break;
     }
 

@@ -592,6 +592,7 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->user_field, prev->user_field,
                               NGX_HTTP_GI2_USER_KEEP);
     ngx_conf_merge_str_value(conf->hash_key, prev->hash_key, "");
+    ngx_conf_merge_str_value(conf->hash_key_id, prev->hash_key_id, "");
     ngx_conf_merge_value(conf->log_prompt, prev->log_prompt, 0);
     ngx_conf_merge_ptr_value(conf->prices, prev->prices, NULL);
 
@@ -1198,12 +1199,14 @@ ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gi2_loc_conf_t *glcf = conf;
 
-    u_char           *buf;
+    u_char           *buf, *p;
     size_t            len;
     ssize_t           n;
     ngx_fd_t          fd;
     ngx_str_t        *value, name;
+    unsigned int      mdlen;
     ngx_file_info_t   fi;
+    u_char            md[EVP_MAX_MD_SIZE];
 
     if (glcf->hash_key.data != NULL) {
         return "is duplicate";
@@ -1262,6 +1265,25 @@ ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     glcf->hash_key.data = buf;
     glcf->hash_key.len = len;
+
+    /*
+     * The record names the key a hash was made with, by a fingerprint
+     * that does not reveal it, so hashes stay comparable across rotations.
+     */
+
+    if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, sizeof("sha256:") - 1 + 16);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    glcf->hash_key_id.data = p;
+    p = ngx_cpymem(p, "sha256:", sizeof("sha256:") - 1);
+    p = ngx_hex_dump(p, md, 8);
+    glcf->hash_key_id.len = p - glcf->hash_key_id.data;
 
     return NGX_CONF_OK;
 }

@@ -94,6 +94,7 @@ typedef struct {
 
     ngx_uint_t                  user_field;
     ngx_str_t                   hash_key;
+    ngx_str_t                   hash_key_id;   /* which key, not the key */
     ngx_flag_t                  log_prompt;
     ngx_array_t                *prices;        /* ngx_http_gi2_price_t */
 
@@ -139,6 +140,7 @@ typedef struct {
     ngx_int_t                   retry_count;
     double                      cost;
     ngx_str_t                   cost_text;
+    ngx_str_t                   log_json;
 
     unsigned                    endpoint:2;
     unsigned                    filtered:1;    /* body parsed by filter */
