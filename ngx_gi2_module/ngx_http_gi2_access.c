@@ -1014,33 +1014,50 @@ ngx_http_gi2_consumer_value(ngx_http_request_t *r,
  * a rejection already sent.
  */
 
-/* the body offset where a string value's token starts (its quote) */
+/*
+ * The body offset where a string value's token starts: the first quote
+ * after the key, past the colon and any white space.  Read forwards from
+ * the key's end, so nothing inside the value can mislead it.
+ */
 
 static ngx_int_t
 ngx_http_gi2_value_start(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     gi2_field_t *f, off_t *start)
 {
-    off_t    from, to;
-    long     k;
+    off_t    pos, end, n;
+    size_t   k;
     u_char   win[NGX_HTTP_GI2_TOKEN_MAX];
 
-    to = (off_t) f->value_end;
-    from = ngx_max((off_t) f->key_end, to - NGX_HTTP_GI2_TOKEN_MAX);
+    end = (off_t) f->value_end;
 
-    if (from >= to || to > (off_t) ctx->req.length
-        || ngx_http_gi2_chain_read(r, from, to, win) != NGX_OK)
-    {
+    if (end > (off_t) ctx->req.length) {
         return NGX_ERROR;
     }
 
-    k = gi2_json_string_start(win, to - from);
-    if (k < 0) {
-        return NGX_ERROR;
+    for (pos = (off_t) f->key_end; pos < end; pos += n) {
+        n = ngx_min(end - pos, NGX_HTTP_GI2_TOKEN_MAX);
+
+        if (ngx_http_gi2_chain_read(r, pos, pos + n, win) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        for (k = 0; k < (size_t) n; k++) {
+            if (win[k] == ' ' || win[k] == '\t' || win[k] == '\r'
+                || win[k] == '\n' || win[k] == ':')
+            {
+                continue;
+            }
+
+            if (win[k] != '"') {
+                return NGX_ERROR;
+            }
+
+            *start = pos + k;
+            return NGX_OK;
+        }
     }
 
-    *start = from + k;
-
-    return NGX_OK;
+    return NGX_ERROR;
 }
 
 

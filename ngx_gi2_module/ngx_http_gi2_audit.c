@@ -16,6 +16,7 @@
 
 #define NGX_HTTP_GI2_INFLATE_OUT  4096
 #define NGX_HTTP_GI2_FIELD_MAX    256      /* client strings in the log */
+#define NGX_HTTP_GI2_PROMPT_LOG_MAX  32768 /* gi2_log_prompt on */
 
 
 typedef struct {
@@ -25,11 +26,13 @@ typedef struct {
 } ngx_http_gi2_json_t;
 
 
+static ngx_int_t ngx_http_gi2_log_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gi2_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gi2_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_gi2_scan(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     u_char *p, size_t len);
+static ngx_uint_t ngx_http_gi2_media_type(ngx_str_t *ct, char *type);
 static void *ngx_http_gi2_zalloc(void *opaque, u_int items, u_int size);
 static void ngx_http_gi2_zfree(void *opaque, void *address);
 static void ngx_http_gi2_resp_cleanup(void *data);
@@ -71,6 +74,28 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 ngx_int_t
 ngx_http_gi2_audit_init(ngx_conf_t *cf)
 {
+    ngx_array_t                *a;
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    /*
+     * The log-phase handler must run before the log module writes the
+     * line: nginx calls log handlers in the order they were added, so it
+     * goes in front.
+     */
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    a = &cmcf->phases[NGX_HTTP_LOG_PHASE].handlers;
+
+    h = ngx_array_push(a);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = a->elts;
+    ngx_memmove(&h[1], &h[0], (a->nelts - 1) * sizeof(ngx_http_handler_pt));
+    h[0] = ngx_http_gi2_log_handler;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_gi2_header_filter;
 
@@ -113,15 +138,13 @@ ngx_http_gi2_header_filter(ngx_http_request_t *r)
         ctx->request_id = *rid;
     }
 
-    if (r->headers_out.content_type.len >= 17
-        && ngx_strncasecmp(r->headers_out.content_type.data,
-                           (u_char *) "text/event-stream", 17) == 0)
+    if (ngx_http_gi2_media_type(&r->headers_out.content_type,
+                                "text/event-stream"))
     {
         sse = 1;
 
-    } else if (r->headers_out.content_type.len >= 16
-               && ngx_strncasecmp(r->headers_out.content_type.data,
-                                  (u_char *) "application/json", 16) == 0)
+    } else if (ngx_http_gi2_media_type(&r->headers_out.content_type,
+                                       "application/json"))
     {
         sse = 0;
 
@@ -296,6 +319,22 @@ ngx_http_gi2_scan(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx, u_char *p,
 
 /* zlib's ~40K state comes from the request pool: bounded, freed with it */
 
+/* the media type itself, not a longer one it prefixes ("…/jsonl") */
+
+static ngx_uint_t
+ngx_http_gi2_media_type(ngx_str_t *ct, char *type)
+{
+    size_t  n;
+
+    n = ngx_strlen(type);
+
+    return ct->len >= n
+           && ngx_strncasecmp(ct->data, (u_char *) type, n) == 0
+           && (ct->len == n || ct->data[n] == ';' || ct->data[n] == ' '
+               || ct->data[n] == '\t');
+}
+
+
 static void *
 ngx_http_gi2_zalloc(void *opaque, u_int items, u_int size)
 {
@@ -350,8 +389,50 @@ ngx_http_gi2_find_header(ngx_list_t *list, char *name, size_t len)
 
 
 /*
- * Everything the record needs, computed once: the scan is closed (a
- * client that went away leaves it unfinished), hashes and cost are made.
+ * The log phase has begun: the response is over, whether it ended, failed
+ * or the client went away.  From here on the response-side variables have
+ * their final values; before it they are empty rather than half-made.
+ */
+
+static ngx_int_t
+ngx_http_gi2_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_gi2_ctx_t       *ctx;
+    ngx_http_gi2_loc_conf_t  *glcf;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_gi2_get_ctx(r);
+
+    if (ctx == NULL) {
+        glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
+
+        if (!glcf->enable) {
+            return NGX_OK;
+        }
+
+        /* not inspected, but in a gi2 location: still a record */
+
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gi2_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_gi2_module);
+    }
+
+    ctx->logging = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Everything the record needs, computed once, in the log phase: the scan
+ * is closed (a client that went away leaves it unfinished), hashes and
+ * cost are made.
  */
 
 ngx_int_t
@@ -781,7 +862,8 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     size = 32768;
 
     if (glcf->log_prompt) {
-        size += 6 * ctx->req.field[GI2_F_PROMPT].value.len;
+        size += 6 * ngx_min(ctx->req.field[GI2_F_PROMPT].value.len,
+                            NGX_HTTP_GI2_PROMPT_LOG_MAX);
     }
 
     buf = ngx_pnalloc(r->pool, size);
@@ -977,10 +1059,12 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     if (glcf->log_prompt
         && ctx->req.field[GI2_F_PROMPT].type == GI2_T_STRING)
     {
-        /* the operator asked for it: the whole prompt, not cut */
+        /* the operator asked for it: the prompt, up to 32 KiB */
         ngx_http_gi2_json_key(w, "text");
         ngx_http_gi2_json_str_full(w, ctx->req.field[GI2_F_PROMPT].value.data,
-                                   ctx->req.field[GI2_F_PROMPT].value.len);
+                                   ngx_min(ctx->req.field[GI2_F_PROMPT]
+                                           .value.len,
+                                           NGX_HTTP_GI2_PROMPT_LOG_MAX));
     }
     ngx_http_gi2_json_close(w, '}');
 
@@ -1146,8 +1230,8 @@ ngx_http_gi2_audit_variable(ngx_http_request_t *r,
     if (ctx == NULL && data == NGX_HTTP_GI2_AVAR_LOG_JSON) {
 
         /*
-         * Not inspected: still one record a line, so that a log of
-         * $gi2_log_json never has a blank line.
+         * A location without gi2: still one record a line, so that a log
+         * of $gi2_log_json never has a blank line.
          */
 
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gi2_ctx_t));
@@ -1155,11 +1239,13 @@ ngx_http_gi2_audit_variable(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        ctx->done = 1;
+        ctx->logging = 1;
         ngx_http_set_ctx(r->main, ctx, ngx_http_gi2_module);
     }
 
-    if (ctx == NULL || !ctx->done) {
+    /* final values only, in the log phase */
+
+    if (ctx == NULL || !ctx->logging) {
         return NGX_OK;
     }
 

@@ -151,6 +151,7 @@ typedef struct {
     unsigned                    resp_zerror:1;
     unsigned                    zdone:1;
     unsigned                    finalized:1;
+    unsigned                    logging:1;     /* the log phase began */
 } ngx_http_gi2_ctx_t;
 
 
