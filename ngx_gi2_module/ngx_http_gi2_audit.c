@@ -16,7 +16,7 @@
 
 #define NGX_HTTP_GI2_INFLATE_OUT  4096
 #define NGX_HTTP_GI2_FIELD_MAX    256      /* client strings in the log */
-#define NGX_HTTP_GI2_PROMPT_LOG_MAX  32768 /* gi2_log_prompt on */
+#define NGX_HTTP_GI2_PROMPT_LOG_MAX  131072  /* gi2_log_prompt on */
 
 
 typedef struct {
@@ -302,6 +302,24 @@ ngx_http_gi2_scan(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx, u_char *p,
             return;
         }
 
+        /* "deflate" sent without its zlib header: raw deflate, again */
+
+        if (rc == Z_DATA_ERROR && !ctx->zraw && zs->total_out == 0
+            && !ctx->resp_gzip)
+        {
+            ctx->zraw = 1;
+
+            if (inflateReset2(zs, -MAX_WBITS) != Z_OK) {
+                ctx->zdone = 1;
+                ctx->resp_zerror = 1;
+                return;
+            }
+
+            zs->next_in = p;
+            zs->avail_in = (uInt) len;
+            continue;
+        }
+
         if (rc != Z_OK && rc != Z_BUF_ERROR) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "gi2: upstream body does not inflate (%d)", rc);
@@ -457,9 +475,15 @@ ngx_http_gi2_audit_finalize(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
 
+    /*
+     * No last buffer went by: upstream failed or the client went away
+     * before the end, whatever the scanner made of what it saw.
+     */
+
     if (ctx->resp != NULL && !ctx->resp_finished) {
         (void) gi2_resp_finish(ctx->resp);
         ctx->resp_finished = 1;
+        ctx->resp_cut = 1;
     }
 
     /* the last upstream attempt */
@@ -544,6 +568,12 @@ ngx_http_gi2_audit_finalize(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 
     tout = (double) ot * price[i].output;
     cost = (tin + tout) / 1e6;
+
+    /* absurd usage figures make no cost, not a wrong one */
+
+    if (!(cost >= 0 && cost < 1e12)) {
+        return NGX_OK;
+    }
 
     ctx->cost = cost;
 
@@ -837,6 +867,9 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_tm_t                   tm;
     ngx_uint_t                 i, status, upstream_error;
     ngx_msec_int_t             ms;
+    size_t                     plen;
+    const u_char              *pd;
+    ngx_time_t                *tp;
     ngx_http_gi2_json_t        j, *w;
     const gi2_image_t         *img;
     const gi2_resp_result_t   *res;
@@ -916,8 +949,9 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
                             : "unknown");
     ngx_http_gi2_json_kcstr(w, "reason", ctx->reject_code);
 
-    ms = (ngx_msec_int_t) ((ngx_time() - r->start_sec) * 1000
-                           + (ngx_timeofday()->msec - r->start_msec));
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
     ngx_http_gi2_json_knum(w, "duration", (int64_t) ngx_max(ms, 0) * 1000000);
     ngx_http_gi2_json_kcstr(w, "dataset", "gi2.audit");
     ngx_http_gi2_json_close(w, '}');
@@ -1059,12 +1093,25 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     if (glcf->log_prompt
         && ctx->req.field[GI2_F_PROMPT].type == GI2_T_STRING)
     {
-        /* the operator asked for it: the prompt, up to 32 KiB */
+        /*
+         * The operator asked for it: the prompt as sent, up to 128 KiB
+         * (four times the longest prompt the image models take), cut
+         * between characters.
+         */
+
+        plen = ctx->req.field[GI2_F_PROMPT].value.len;
+        pd = ctx->req.field[GI2_F_PROMPT].value.data;
+
+        if (plen > NGX_HTTP_GI2_PROMPT_LOG_MAX) {
+            plen = NGX_HTTP_GI2_PROMPT_LOG_MAX;
+
+            while (plen && (pd[plen] & 0xc0) == 0x80) {
+                plen--;
+            }
+        }
+
         ngx_http_gi2_json_key(w, "text");
-        ngx_http_gi2_json_str_full(w, ctx->req.field[GI2_F_PROMPT].value.data,
-                                   ngx_min(ctx->req.field[GI2_F_PROMPT]
-                                           .value.len,
-                                           NGX_HTTP_GI2_PROMPT_LOG_MAX));
+        ngx_http_gi2_json_str_full(w, pd, plen);
     }
     ngx_http_gi2_json_close(w, '}');
 
@@ -1125,7 +1172,8 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
                                                              : "false");
     ngx_http_gi2_json_key(w, "truncated");
     ngx_http_gi2_json_raw(w, res == NULL ? "null"
-                             : (res->truncated || ctx->resp_zerror)
+                             : (res->truncated || ctx->resp_zerror
+                                || ctx->resp_cut)
                                ? "true" : "false");
     ngx_http_gi2_json_key(w, "malformed");
     ngx_http_gi2_json_raw(w, res == NULL ? "null"

@@ -1299,7 +1299,7 @@ ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                *p, *end;
     double                *d, v, scale;
     ngx_str_t             *value;
-    ngx_uint_t             i, seen;
+    ngx_uint_t             i;
     ngx_http_gi2_price_t  *price;
 
     value = cf->args->elts;
@@ -1334,7 +1334,6 @@ ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     price->input = -1;
     price->output = -1;
     price->image_input = -1;
-    seen = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1387,8 +1386,13 @@ ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
         }
 
+        /* USD per 1M tokens: anything above is a typo */
+
+        if (v > 100000) {
+            goto invalid;
+        }
+
         *d = v;
-        seen++;
     }
 
     if (price->input < 0 || price->output < 0) {
@@ -1404,7 +1408,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" in gi2_price \"%V\": use "
-                       "input=USD output=USD [image_input=USD], per 1M tokens",
+                       "input=USD output=USD [image_input=USD], per 1M "
+                       "tokens, at most 100000",
                        &value[i], &value[1]);
 
     return NGX_CONF_ERROR;

@@ -152,6 +152,8 @@ typedef struct {
     unsigned                    zdone:1;
     unsigned                    finalized:1;
     unsigned                    logging:1;     /* the log phase began */
+    unsigned                    resp_cut:1;    /* no last buffer seen */
+    unsigned                    zraw:1;        /* raw deflate */
 } ngx_http_gi2_ctx_t;
 
 

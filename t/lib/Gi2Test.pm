@@ -19,6 +19,10 @@ package Gi2Test;
 #   upstream_requests() / upstream_reset() / upstream_response(%r)
 #   log_for($res) / log_is($res, {...})  the access log line of a request
 #   error_log_clean()            stop nginx, assert no alert/crit/emerg
+#   audit_http() / audit_server() / audit_for($res)  the audit record and
+#                                the response-side variables of a request
+#   img_png / img_jpeg / img_webp  small images with real headers
+#   worker_pid() / proc_kb($pid, 'VmRSS')  the worker and its memory
 
 use strict;
 use warnings;
@@ -30,9 +34,10 @@ use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
+use Compress::Zlib qw(compress crc32);
 use MIME::Base64 qw(encode_base64 decode_base64);
 use POSIX qw(WNOHANG);
-use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_LINGER);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -46,6 +51,8 @@ our @EXPORT = qw(
     access_log_lines log_for error_log error_log_clean
     json_decode json_encode is_rejection is_passed_exact
     no_upstream one_upstream log_is LOG_FIELDS
+    img_png img_jpeg img_webp worker_pid proc_kb
+    audit_http audit_server audit_for rec_get rec_plain
 );
 
 my $REPO = dirname(dirname(dirname(abs_path(__FILE__))));
@@ -369,7 +376,7 @@ sub upstream_serve {
     my $name = sprintf('%s/%06d.json', $dir, $$seq);
     write_file("$name.tmp", $JSON->encode($rec));
     rename "$name.tmp", $name or die "rename: $!";
-    syswrite_all($c, upstream_reply($dir));
+    upstream_send($c, $dir);
 }
 
 sub read_headers {
@@ -408,10 +415,17 @@ sub read_chunked {
     return $body;
 }
 
+sub upstream_config {
+    my ($dir) = @_;
+    return json_decode(read_file("$dir/../upstream-response.json") // '')
+        || {};
+}
+
+# The whole answer as one string: the default, and what a plain
+# upstream_response(status, headers, body) asks for.
 sub upstream_reply {
     my ($dir) = @_;
-    my $r = json_decode(read_file("$dir/../upstream-response.json") // '')
-        || {};
+    my $r = upstream_config($dir);
     my $status = $r->{status} || 200;
     my $body = defined $r->{body} ? $r->{body} : $DEFAULT_RESPONSE;
     my @h = @{ $r->{headers} || [['Content-Type', 'application/json']] };
@@ -422,8 +436,102 @@ sub upstream_reply {
     return $head . $body;
 }
 
+# Sends what upstream_response() asked for: in one write, or piece by
+# piece (pauses, chunked framing, a body file, a reset).
+sub upstream_send {
+    my ($c, $dir) = @_;
+    my $r = upstream_config($dir);
+    sleep($r->{delay}) if $r->{delay};
+
+    if (defined $r->{raw}) {
+        syswrite_all($c, $r->{raw});
+        upstream_rst($c) if $r->{reset};
+        return;
+    }
+
+    my $streamed = grep { defined $r->{$_} }
+        qw(pieces body_file pause chunked no_length length reset_after);
+    if (!$streamed) {
+        syswrite_all($c, upstream_reply($dir));
+        return;
+    }
+
+    my ($total, $next) = upstream_pieces($r);
+    my $status = $r->{status} || 200;
+    my @h = @{ $r->{headers} || [['Content-Type', 'application/json']] };
+    my $out = "HTTP/1.1 $status X\r\n"
+        . join('', map { "$_->[0]: $_->[1]\r\n" } @h);
+    if ($r->{chunked}) {
+        $out .= "Transfer-Encoding: chunked\r\n";
+    } elsif (!$r->{no_length}) {
+        $out .= 'Content-Length: ' . ($r->{length} // $total) . "\r\n";
+    }
+    $out .= "Connection: close\r\n\r\n";
+
+    my $sent = 0;
+    my $limit = $r->{reset_after};
+    my $first = 1;
+    while (defined(my $piece = $next->())) {
+        sleep($r->{pause}) if $r->{pause} && !$first;
+        $first = 0;
+        my $cut = defined $limit && $sent + length($piece) > $limit;
+        $piece = substr($piece, 0, $limit - $sent) if $cut;
+        $sent += length $piece;
+        $out .= ($r->{chunked} && length $piece)
+            ? sprintf("%x\r\n%s\r\n", length $piece, $piece) : $piece;
+        syswrite_all($c, $out) or return;
+        $out = '';
+        if ($cut) {
+            upstream_rst($c);
+            return;
+        }
+    }
+    $out .= "0\r\n\r\n" if $r->{chunked} && !$r->{no_end};
+    syswrite_all($c, $out) if length $out;
+}
+
+# (total body length, an iterator over the body's pieces)
+sub upstream_pieces {
+    my ($r) = @_;
+    if (defined $r->{body_file}) {
+        open my $fh, '<:raw', $r->{body_file}
+            or die "body_file $r->{body_file}: $!";
+        my $size = $r->{piece_size} || 65536;
+        return (-s $fh, sub {
+            my $n = sysread($fh, my $buf, $size);
+            return $n ? $buf : undef;
+        });
+    }
+    my @p = $r->{pieces} ? @{ $r->{pieces} }
+        : (defined $r->{body} ? $r->{body} : $DEFAULT_RESPONSE);
+    my $total = 0;
+    $total += length for @p;
+    return ($total, sub { return shift @p });
+}
+
+# Ends the connection with a TCP reset instead of a FIN.
+sub upstream_rst {
+    my ($c) = @_;
+    setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+    close $c;
+}
+
 # upstream_response(status => 429, headers => [[name, value]], body => $b);
-# no arguments restores the default gpt-image 200 answer.
+# no arguments restores the default gpt-image 200 answer.  More options:
+#   pieces => [@bytes]   the body, written piece by piece
+#   pause => s           a pause between pieces (the head goes with the
+#                        first piece; an empty first piece sends the head
+#                        alone)
+#   chunked => 1         Transfer-Encoding: chunked, a chunk a piece;
+#                        no_end => 1 leaves out the last chunk
+#   body_file => path    the body, read from a file as it is sent, in
+#                        piece_size (65536) pieces
+#   length => N          the Content-Length to announce (default: true)
+#   no_length => 1       no Content-Length: the close ends the body
+#   reset_after => N     a TCP reset after N body bytes
+#   delay => s           a pause before anything is sent
+#   raw => $bytes        exactly these bytes, then a close (reset => 1:
+#                        a reset)
 sub upstream_response {
     my (%r) = @_;
     my $file = prefix() . '/upstream-response.json';
@@ -632,6 +740,8 @@ sub split_body {
     }
     my ($len) = header_values($r, 'content-length');
     return ($rest, '') unless defined $len;
+    # a body cut short is all there is
+    return ($rest, '') if length $rest <= $len;
     return (substr($rest, 0, $len), substr($rest, $len));
 }
 
@@ -781,6 +891,190 @@ sub is_passed_exact {
         "$name: upstream content-length");
     is($res->{body}, $DEFAULT_RESPONSE, "$name: client got upstream body");
     return $u;
+}
+
+###########################################################################
+# the audit record and the response-side variables
+#
+#   audit_http()     log formats for the http{} block: gi2 (the record)
+#                    and gi2vars (the variables, a JSON object a line)
+#   audit_server()   the access_log lines for a server{}: access.log
+#                    (gi2test, for log_for), vars.log and audit.log
+#   audit_for($res)  {v => the variables, rec => the parsed record,
+#                    line => its raw bytes, error => why there is none}
+
+my @AUDIT_VARS = (
+    [t => 'http_x_t'], [rid => 'request_id'], [status => 'status'],
+    [nginx_upstream_status => 'upstream_status'],
+    [request_time => 'request_time'],
+    map { [$_ => "gi2_$_"] } qw(upstream_status error_type error_code
+        moderation_stage moderation_categories image_sha256 image_count
+        input_tokens output_tokens total_tokens prompt_hash consumer_hash
+        request_id retry_count cost_usd decision reject_code model)
+);
+
+sub audit_http {
+    my $vars = join(',', map { qq("$_->[0]":"\$$_->[1]") } @AUDIT_VARS);
+    return "    log_format gi2 escape=none '\$gi2_log_json';\n"
+        . "    log_format gi2vars escape=json '{$vars}';\n";
+}
+
+sub audit_server {
+    return join('', map { "        access_log %%PREFIX%%/$_;\n" }
+        'access.log gi2test', 'vars.log gi2vars', 'audit.log gi2');
+}
+
+my $VARS_JSON = JSON::PP->new;          # bytes stay bytes
+my $RECORD_JSON = JSON::PP->new->utf8;  # strict UTF-8
+
+sub audit_for {
+    my ($res) = @_;
+    my $id = ref $res ? $res->{id} : $res;
+    my $p = prefix();
+    my $end = time() + $TIMEOUT;
+    my ($v, $line);
+    while (!$v) {
+        for my $l (split /\n/, read_file("$p/vars.log") // '') {
+            my $o = eval { $VARS_JSON->decode($l) } or next;
+            $v = $o if $o->{t} eq $id;
+        }
+        last if $v || time() > $end;
+        sleep(0.02);
+    }
+    return { error => "no vars.log line for request $id" } unless $v;
+    while (!defined $line) {
+        for my $l (split /\n/, read_file("$p/audit.log") // '') {
+            $line = $l if index($l, qq("id":"$v->{rid}")) >= 0;
+        }
+        last if defined $line || time() > $end;
+        sleep(0.02);
+    }
+    return { v => $v, error => "no audit.log line for $v->{rid}" }
+        unless defined $line;
+    my $rec = eval { $RECORD_JSON->decode($line) };
+    return { v => $v, line => $line, rec => $rec,
+        error => ref $rec eq 'HASH' ? undef : "record: $@" };
+}
+
+# JSON::PP values made comparable: booleans as 'true' / 'false'.
+sub rec_plain {
+    my ($v) = @_;
+    return [map { rec_plain($_) } @$v] if ref $v eq 'ARRAY';
+    return { map { $_ => rec_plain($v->{$_}) } keys %$v }
+        if ref $v eq 'HASH';
+    return $v ? 'true' : 'false' if JSON::PP::is_bool($v);
+    return $v;
+}
+
+# A dotted path of the record; '(missing)' when a key is absent.
+sub rec_get {
+    my ($obj, $path) = @_;
+    my $v = $obj;
+    for my $k (split /\./, $path) {
+        return '(missing)' unless ref $v eq 'HASH' && exists $v->{$k};
+        $v = $v->{$k};
+    }
+    return rec_plain($v);
+}
+
+###########################################################################
+# images, built byte by byte (small, real headers)
+
+sub png_chunk {
+    my ($type, $data) = @_;
+    return pack('N', length $data) . $type . $data
+        . pack('N', crc32($type . $data));
+}
+
+# img_png(w, h, c2pa => 'before'|'after' (the IDAT), idat => $bytes):
+# an 8-bit RGB PNG of red pixels, or with the given IDAT data.
+sub img_png {
+    my ($w, $h, %o) = @_;
+    my $idat = $o{idat} // compress(join '',
+        map { "\0" . ("\xff\x00\x00" x $w) } 1 .. $h);
+    my $cabx = png_chunk('caBX', pack('N', 16) . 'jumb' . pack('N', 8)
+        . 'jumd');
+    return "\x89PNG\r\n\x1a\n"
+        . png_chunk('IHDR', pack('NNCCCCC', $w, $h, 8, 2, 0, 0, 0))
+        . (($o{c2pa} // '') eq 'before' ? $cabx : '')
+        . png_chunk('IDAT', $idat)
+        . (($o{c2pa} // '') eq 'after' ? $cabx : '')
+        . png_chunk('IEND', '');
+}
+
+sub jpeg_segment {
+    my ($marker, $data) = @_;
+    return "\xff" . chr($marker) . pack('n', length($data) + 2) . $data;
+}
+
+# img_jpeg(w, h, c2pa => 1 (APP11 "JP" JUMBF "jumb"), app11 => 1 (an
+# APP11 that is not JUMBF)): SOI APP0 [APP11] DQT SOF0 DHT SOS data EOI.
+sub img_jpeg {
+    my ($w, $h, %o) = @_;
+    my $jumbf = pack('N', 24) . 'jumb' . pack('N', 16) . 'jumd'
+        . 'c2pa' . "\0\0\0\0";
+    return "\xff\xd8"
+        . jpeg_segment(0xe0, "JFIF\0\x01\x01\0\0\x01\0\x01\0\0")
+        . ($o{c2pa} ? jpeg_segment(0xeb, 'JP' . pack('nN', 1, 1) . $jumbf)
+                    : '')
+        . ($o{app11} ? jpeg_segment(0xeb, 'XX' . pack('nN', 1, 1)
+                           . pack('N', 24) . 'abcd' . ("\0" x 16)) : '')
+        . jpeg_segment(0xdb, "\0" . join('', map { chr(1 + $_ % 50) }
+            0 .. 63))
+        . jpeg_segment(0xc0, pack('Cnn', 8, $h, $w) . "\x03"
+            . "\x01\x11\0\x02\x11\0\x03\x11\0")
+        . jpeg_segment(0xc4, "\0" . ("\0" x 15) . '')
+        . jpeg_segment(0xda, "\x03\x01\0\x02\0\x03\0\0\x3f\0")
+        . "\xfa\xbe\x00\x12\xff\x00\x34"
+        . "\xff\xd9";
+}
+
+sub webp_chunk {
+    my ($type, $data) = @_;
+    return $type . pack('V', length $data) . $data
+        . (length($data) % 2 ? "\0" : '');
+}
+
+# img_webp(w, h, c2pa => 1 (VP8X, VP8L, C2PA chunks), vp8x => 1)
+sub img_webp {
+    my ($w, $h, %o) = @_;
+    my $vp8l = webp_chunk('VP8L', "\x2f"
+        . pack('V', ($w - 1) | (($h - 1) << 14)) . "\x00\x11\x22\x33");
+    my $body = $vp8l;
+    if ($o{c2pa} || $o{vp8x}) {
+        my $le24 = sub { substr(pack('V', $_[0]), 0, 3) };
+        $body = webp_chunk('VP8X', "\x00\0\0\0" . $le24->($w - 1)
+            . $le24->($h - 1)) . $vp8l
+            . ($o{c2pa} ? webp_chunk('C2PA', pack('N', 16) . 'jumb'
+                . pack('N', 8) . 'jumd') : '');
+    }
+    return 'RIFF' . pack('V', 4 + length $body) . 'WEBP' . $body;
+}
+
+###########################################################################
+# the nginx worker
+
+# The pid of the (single) worker of the running nginx, or undef.
+sub worker_pid {
+    my $master = read_file(prefix() . '/nginx.pid') // '';
+    ($master) = $master =~ /^(\d+)/ or return undef;
+    opendir my $dh, '/proc' or return undef;
+    my @pids;
+    for my $pid (grep { /^\d+$/ } readdir $dh) {
+        my $stat = read_file("/proc/$pid/stat") // next;
+        my ($ppid) = $stat =~ /\)\s+\S+\s+(\d+)/ or next;
+        my $cmd = read_file("/proc/$pid/cmdline") // '';
+        push @pids, $pid if $ppid == $master && $cmd =~ /worker process/;
+    }
+    closedir $dh;
+    return @pids == 1 ? $pids[0] : undef;
+}
+
+# A field of /proc/PID/status in kB (VmRSS, VmHWM, ...), or undef.
+sub proc_kb {
+    my ($pid, $field) = @_;
+    my $st = read_file("/proc/$pid/status") // return undef;
+    return $st =~ /^\Q$field\E:\s+(\d+)\s+kB/m ? $1 : undef;
 }
 
 END {
