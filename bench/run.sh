@@ -13,7 +13,8 @@
 # response; the client POSTs the peers' 1 KB body.json with wrk -t1 -c32.
 # Locations are interleaved in each round; the medians are printed with
 # their ratio to plain, then the worker's CPU time per request and its
-# RSS.
+# RSS. Then bench/response.sh measures the response side (1 MB and 8 MB
+# image answers, plain vs gi2) on an nginx of its own.
 #
 #   make bench              (builds the module, installs wrk and the peers)
 #   bash bench/run.sh
@@ -27,7 +28,10 @@
 #                rules.lua, resp_4k.json
 #   GI2_MODULE=<repo>/build/ngx_http_gi2_module.so   NGINX=/usr/sbin/nginx
 #   KEEP=1       keep the temporary directory (config, logs) for a look
-#   STRICT=1     exit 3 when gi2 or gi2k is below its target
+#   STRICT=1     exit 3 when gi2 or gi2k is below its target (or the
+#                response side below one of its targets)
+#   RESPONSE=0   skip the response side (bench/response.sh, run at the
+#                end when gi2 is measured; RSS_DUR, RSS_ROUNDS there)
 #
 # Exit status: 0 done; 1 setup, sanity or measurement failure; 3 below
 # target (STRICT=1 only).
@@ -526,6 +530,22 @@ nlog=$(tail -c +$((LOGOFF + 1)) "$D/error.log" | grep -cE '\[(error|warn)\]' \
 if [ "$nlog" != 0 ]; then
     echo "bench: note: $nlog error/warn lines in error.log during the run:"
     tail -c +$((LOGOFF + 1)) "$D/error.log" | grep -m3 -E '\[(error|warn)\]'
+fi
+
+# --- the response side: 1 MB and 8 MB image answers (bench/response.sh,
+# its own nginx; needs the module)
+if [ "${RESPONSE:-1}" != 0 ]; then
+    if has gi2 || has gi2k; then
+        rc=0
+        bash "$BENCH/response.sh" || rc=$?
+        case $rc in
+        0) ;;
+        3) BELOW=1 ;;
+        *) die "the response-side bench failed" ;;
+        esac
+    else
+        echo "bench: response side skipped: gi2 is not in LOCS"
+    fi
 fi
 
 if [ "$BELOW" = 1 ] && [ "${STRICT:-0}" = 1 ]; then
