@@ -109,12 +109,13 @@ ngx_http_gi2_audit_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_gi2_header_filter(ngx_http_request_t *r)
 {
-    int                   sse;
-    ngx_str_t            *ce, *rid;
-    gi2_alloc_t          *alloc;
-    z_stream             *zs;
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_gi2_ctx_t   *ctx;
+    int                       sse;
+    ngx_str_t                *ce, *rid;
+    z_stream                 *zs;
+    gi2_alloc_t              *alloc;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_gi2_ctx_t       *ctx;
+    ngx_http_gi2_loc_conf_t  *glcf;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -131,6 +132,8 @@ ngx_http_gi2_header_filter(ngx_http_request_t *r)
     }
 
     ctx->resp_status = r->headers_out.status;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
 
     rid = ngx_http_gi2_find_header(&r->headers_out.headers, "x-request-id",
                                    sizeof("x-request-id") - 1);
@@ -149,6 +152,13 @@ ngx_http_gi2_header_filter(ngx_http_request_t *r)
         sse = 0;
 
     } else {
+        ctx->resp_skipped = 1;
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* request screening only: the answer is passed on unread */
+
+    if (!glcf->response_inspection) {
         ctx->resp_skipped = 1;
         return ngx_http_next_header_filter(r);
     }

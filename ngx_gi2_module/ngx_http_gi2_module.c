@@ -134,6 +134,13 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
       0,
       NULL },
 
+    { ngx_string("gi2_response_inspection"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, response_inspection),
+      NULL },
+
     { ngx_string("gi2_log_prompt"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -568,6 +575,7 @@ ngx_http_gi2_create_loc_conf(ngx_conf_t *cf)
     glcf->consumer = NGX_CONF_UNSET_PTR;
     glcf->user_field = NGX_CONF_UNSET_UINT;
     glcf->log_prompt = NGX_CONF_UNSET;
+    glcf->response_inspection = NGX_CONF_UNSET;
     glcf->prices = NGX_CONF_UNSET_PTR;
 
     return glcf;
@@ -594,6 +602,8 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->hash_key, prev->hash_key, "");
     ngx_conf_merge_str_value(conf->hash_key_id, prev->hash_key_id, "");
     ngx_conf_merge_value(conf->log_prompt, prev->log_prompt, 0);
+    ngx_conf_merge_value(conf->response_inspection,
+                         prev->response_inspection, 1);
     ngx_conf_merge_ptr_value(conf->prices, prev->prices, NULL);
 
     if (conf->user_field == NGX_HTTP_GI2_USER_HASH

@@ -96,6 +96,7 @@ typedef struct {
     ngx_str_t                   hash_key;
     ngx_str_t                   hash_key_id;   /* which key, not the key */
     ngx_flag_t                  log_prompt;
+    ngx_flag_t                  response_inspection;
     ngx_array_t                *prices;        /* ngx_http_gi2_price_t */
 
     ngx_array_t                *rules;         /* gi2_rule */

@@ -183,6 +183,10 @@ EOF
             gi2_user_field hash;
             proxy_pass http://%%UPSTREAM%%;
         }
+        location /noresp/ {
+            gi2_response_inspection off;
+            proxy_pass http://%%UPSTREAM%%;
+        }
         location /ownprice/ {
             gi2_price house-model input=1000 output=2000;
             proxy_pass http://%%UPSTREAM%%;
@@ -629,6 +633,29 @@ sub test_log_prompt {
         'log_prompt off: no text');
 }
 
+# gi2_response_inspection off: the request is screened, the answer is
+# passed on unread and the record says so
+
+sub test_response_inspection_off {
+    my $json = '{"model":"gpt-image-1","prompt":"a cat"}';
+    my ($res, $v, $rec) = passes('response inspection off', "/noresp$GEN",
+        $json, $json);
+    is(rec_get($rec, 'gi2.decision'), 'allow', 'inspection off: decision');
+    is(rec_get($rec, 'gi2.response.inspected'), 'false',
+        'inspection off: response not inspected');
+    is(rec_get($rec, 'gi2.images.count'), undef,
+        'inspection off: no image count');
+    is_deeply(rec_get($rec, 'gi2.images.items'), [],
+        'inspection off: no image hashes');
+    is(rec_get($rec, 'gi2.upstream.status'), 200,
+        'inspection off: upstream status still recorded');
+    ok(($v->{image_sha256} // '') eq '',
+        'inspection off: $gi2_image_sha256 empty');
+    rejected('inspection off, prompt rule still applies', "/noresp$GEN",
+        '{"prompt":"a nude cat"}', 'gi2_prompt_rejected', 'prompt');
+}
+
+
 sub test_privacy {
     # a spread of requests carrying the marker, the token and the user id
     my $p1 = qq({"prompt":"$MARK one","user":"$USER"});
@@ -776,6 +803,7 @@ test_user_not_string();
 test_hashes();
 test_price();
 test_log_prompt();
+test_response_inspection_off();
 test_privacy();
 test_hostile();
 error_log_clean();
