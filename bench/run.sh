@@ -28,6 +28,8 @@
 #                rules.lua, resp_4k.json
 #   GI2_MODULE=<repo>/build/ngx_http_gi2_module.so   NGINX=/usr/sbin/nginx
 #   KEEP=1       keep the temporary directory (config, logs) for a look
+#   GI2_RESPONSE=on   gi2 and gi2k also inspect the answers (off: the
+#                request side alone)
 #   STRICT=1     exit 3 when gi2 or gi2k is below its target (or the
 #                response side below one of its targets)
 #   RESPONSE=0   skip the response side (bench/response.sh, run at the
@@ -48,6 +50,9 @@ DUR=${DUR:-4}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
 LOCS=${LOCS:-plain gi2 gi2k modsec lua}
+# on: the 4 KB answers go through the response scanner too (the default);
+# off: request screening alone
+GI2_RESPONSE=${GI2_RESPONSE:-on}
 URI=/v1/images/generations
 CONNS=32
 
@@ -179,6 +184,7 @@ EOF
                 echo "            gi2 on;"
                 echo "            include $D/gi2_rules.conf;"
                 echo "            gi2_moderation_low reject;"
+                echo "            gi2_response_inspection $GI2_RESPONSE;"
                 ;;
             gi2k)
                 # the same rules under IDs k1000..., as IDs are unique
@@ -188,6 +194,7 @@ EOF
                 echo "            gi2_keywords kw10k deny bench" \
                     "$D/keywords.txt;"
                 echo "            gi2_moderation_low reject;"
+                echo "            gi2_response_inspection $GI2_RESPONSE;"
                 ;;
             modsec)
                 echo "            modsecurity on;"
