@@ -273,6 +273,7 @@ typedef struct {
 } gi2_resp_key_t;
 
 
+static const EVP_MD *gi2_resp_sha256(void);
 static void gi2_resp_reset_doc(gi2_resp_t *r);
 static void gi2_resp_json(gi2_resp_t *r, const unsigned char *p,
     const unsigned char *end);
@@ -439,6 +440,24 @@ static const unsigned char  gi2_resp_png_sig[8] = {
 
 
 /* API */
+
+/*
+ * SHA-256 fetched once a process: EVP_sha256() makes OpenSSL 3 look the
+ * algorithm up again on every digest started.
+ */
+
+static const EVP_MD *
+gi2_resp_sha256(void)
+{
+    static EVP_MD  *md;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+
+    return (md != NULL) ? md : EVP_sha256();
+}
+
 
 gi2_resp_t *
 gi2_resp_create(int sse, gi2_alloc_t *a)
@@ -1866,7 +1885,7 @@ gi2_resp_image_begin(gi2_resp_t *r, unsigned kind, int index)
     gi2_resp_sniff_next(r, GI2_SN_MAGIC, 2);
 
     /* should OpenSSL fail, the hash stays zero: it is no hash */
-    r->md_bad = (EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1);
+    r->md_bad = (EVP_DigestInit_ex(r->md, gi2_resp_sha256(), NULL) != 1);
 
     gi2_resp_string_begin(r, GI2_S_B64);
 }
