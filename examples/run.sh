@@ -26,6 +26,8 @@ esac
 stop
 mkdir -p "$prefix"
 cp "$top/examples/keywords.txt" "$prefix/keywords.txt"
+# the HMAC key for the audit record's hashes: made once, kept secret
+[ -s "$prefix/gi2.key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$prefix/gi2.key")
 sed -e "s#@PREFIX@#$prefix#g" -e "s#@MODULE@#$top/build/ngx_http_gi2_module.so#g" \
     "$top/examples/gateway.conf.in" > "$prefix/nginx.conf"
 "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -t -q
@@ -33,7 +35,8 @@ sed -e "s#@PREFIX@#$prefix#g" -e "s#@MODULE@#$top/build/ngx_http_gi2_module.so#g
 
 cat <<MSG
 gi2 gateway listening on http://127.0.0.1:8080 (stub image API on :8081)
-config: $prefix/nginx.conf   audit: $prefix/access.log   stop: make stop
+config: $prefix/nginx.conf   stop: make stop
+decisions: $prefix/access.log   audit records (JSON): $prefix/audit.log
 
   # allowed
   curl -s localhost:8080/v1/images/generations -H 'Content-Type: application/json' \\
