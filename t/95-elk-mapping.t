@@ -29,18 +29,9 @@ use Time::HiRes qw(sleep time);
 my $ELK = repo_root() . '/docs/elk';
 my $JSON = JSON::PP->new->utf8->allow_nonref;
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return undef;
-    local $/;
-    my $data = <$fh>;
-    close $fh;
-    return $data;
-}
-
 sub load_json {
     my ($name) = @_;
-    my $text = slurp("$ELK/$name");
+    my $text = read_file("$ELK/$name");
     ok(defined $text, "$name exists") or return undef;
     my $v = eval { $JSON->decode($text) };
     ok(ref $v eq 'HASH', "$name is a JSON object") or diag($@);
@@ -145,7 +136,7 @@ SKIP: {
 }
 
 {
-    my $fb = slurp("$ELK/filebeat.yml") // '';
+    my $fb = read_file("$ELK/filebeat.yml") // '';
     my @want = (
         'a filestream input' => qr/^\s*-\s*type:\s*filestream\s*$/m,
         'the ndjson parser' => qr/^\s*-\s*ndjson:\s*$/m,
@@ -416,7 +407,7 @@ my $GEN = '/v1/images/generations';
 # The lines of a log; an empty line counts (it is not JSON either).
 sub lines_of {
     my ($path) = @_;
-    my @l = split /\n/, slurp($path) // '', -1;
+    my @l = split /\n/, read_file($path) // '', -1;
     pop @l if @l && $l[-1] eq '';
     return @l;
 }

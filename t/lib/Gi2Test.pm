@@ -43,7 +43,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
     require_module have_module module_path repo_root prefix port
-    upstream_addr write_file conf_expand conf_write conf_line
+    upstream_addr write_file read_file conf_expand conf_write conf_line
     gi2_start gi2_stop nginx_t
     upstream_start upstream_response upstream_requests upstream_reset
     request_bytes chunked http_post http_get http_request http_raw
