@@ -52,11 +52,11 @@ $(MODULE): $(BUILD)/nginx-src/objs/Makefile $(NGX_SRCS)
 
 module: deps $(MODULE)
 
-$(BUILD)/gi2_unit: t/unit/gi2_unit.c $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
+$(BUILD)/gi2_unit: t/unit/gi2_unit.c t/unit/unit_tap.h $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
-$(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c $(CORE_SRCS) \
+$(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
                         ngx_gi2_module/gi2_core.h ngx_gi2_module/gi2_resp.h \
                         | deps
 	@mkdir -p $(BUILD)

@@ -20,6 +20,7 @@
 
 #include "gi2_core.h"
 #include "gi2_resp.h"
+#include "unit_tap.h"
 
 
 #define S(s)              (s), (sizeof(s) - 1)
@@ -55,8 +56,6 @@ typedef struct {
 
 static void *unit_alloc(void *data, size_t size);
 static void unit_free(void *data, void *p);
-static int unit_ok(int cond, const char *fmt, ...);
-static void unit_diag(const char *fmt, ...);
 static void unit_srand(uint64_t seed);
 static uint64_t unit_rand(void);
 static size_t unit_rnd(size_t n);
@@ -124,8 +123,6 @@ static void test_api(void);
 static void test_large(void);
 
 
-static unsigned      unit_tests;
-static unsigned      unit_failed;
 static uint64_t      unit_state;
 static uint64_t      unit_seed = 0x6769327265737073ULL;
 static unit_heap_t   unit_heap = { 0, 0, -1 };
@@ -174,53 +171,6 @@ unit_free(void *data, void *p)
 }
 
 
-static int
-unit_ok(int cond, const char *fmt, ...)
-{
-    char     name[300];
-    size_t   i;
-    va_list  args;
-
-    va_start(args, fmt);
-    vsnprintf(name, sizeof(name), fmt, args);
-    va_end(args);
-
-    for (i = 0; name[i] != '\0'; i++) {
-        if (name[i] == '#' || name[i] == '\n') {
-            name[i] = ' ';
-        }
-    }
-
-    unit_tests++;
-
-    if (!cond) {
-        unit_failed++;
-    }
-
-    printf("%sok %u - %s\n", cond ? "" : "not ", unit_tests, name);
-
-    return cond;
-}
-
-
-static void
-unit_diag(const char *fmt, ...)
-{
-    char     msg[2048], *p;
-    va_list  args;
-
-    va_start(args, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, args);
-    va_end(args);
-
-    for (p = msg; *p; p++) {
-        if (*p == '\n') {
-            *p = ' ';
-        }
-    }
-
-    printf("# %s\n", msg);
-}
 
 
 static void
@@ -2577,11 +2527,5 @@ main(void)
 
     unit_ok(unit_heap.live == 0, "every scanner freed");
 
-    printf("1..%u\n", unit_tests);
-
-    if (unit_failed) {
-        printf("# %u of %u tests failed\n", unit_failed, unit_tests);
-    }
-
-    return unit_failed ? 1 : 0;
+    return unit_done();
 }

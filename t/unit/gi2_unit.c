@@ -17,6 +17,7 @@
 #include <pcre2.h>
 
 #include "gi2_core.h"
+#include "unit_tap.h"
 
 
 /* a string literal as (pointer, length): embedded NULs count */
@@ -144,9 +145,7 @@ typedef struct {
 static void *unit_alloc(void *data, size_t size);
 static void unit_free(void *data, void *p);
 static void unit_pool_reset(unit_pool_t *pool);
-static int unit_ok(int cond, const char *fmt, ...);
 static int unit_todo(int cond, const char *why, const char *fmt, ...);
-static void unit_diag(const char *fmt, ...);
 static const char *unit_esc(const void *data, size_t len);
 static void unit_srand(uint64_t seed);
 static uint32_t unit_rand(void);
@@ -222,8 +221,6 @@ static void test_ruleset_long(void);
 static void test_ruleset_limits(void);
 
 
-static unsigned      unit_tests;
-static unsigned      unit_failed;
 static uint64_t      unit_state;
 static uint64_t      unit_seed = 0x6769326d6f64756cULL;
 static unit_pool_t   unit_pool = { NULL, 0, -1 };
@@ -305,40 +302,6 @@ unit_pool_reset(unit_pool_t *pool)
 }
 
 
-static int
-unit_ok(int cond, const char *fmt, ...)
-{
-    char     name[300], clean[600];
-    size_t   i, j;
-    va_list  args;
-
-    va_start(args, fmt);
-    vsnprintf(name, sizeof(name), fmt, args);
-    va_end(args);
-
-    /* a bare '#' would start a TAP directive */
-
-    for (i = 0, j = 0; name[i] != '\0'; i++) {
-        if (name[i] == '#') {
-            clean[j++] = '\\';
-        }
-
-        clean[j++] = (name[i] == '\n') ? ' ' : name[i];
-    }
-
-    clean[j] = '\0';
-
-    unit_tests++;
-
-    if (!cond) {
-        unit_failed++;
-    }
-
-    printf("%sok %u - %s\n", cond ? "" : "not ", unit_tests, clean);
-
-    return cond;
-}
-
 
 /* a known failure outside the core: reported, not counted */
 
@@ -360,25 +323,6 @@ unit_todo(int cond, const char *why, const char *fmt, ...)
     return cond;
 }
 
-
-static void
-unit_diag(const char *fmt, ...)
-{
-    char     msg[2048], *p;
-    va_list  args;
-
-    va_start(args, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, args);
-    va_end(args);
-
-    for (p = msg; *p; p++) {
-        if (*p == '\n') {
-            *p = ' ';
-        }
-    }
-
-    printf("# %s\n", msg);
-}
 
 
 /* printable, bounded, for names and diagnostics; a few may be in use */
@@ -3656,11 +3600,5 @@ main(void)
 
     unit_pool_reset(&unit_pool);
 
-    printf("1..%u\n", unit_tests);
-
-    if (unit_failed) {
-        printf("# %u of %u tests failed\n", unit_failed, unit_tests);
-    }
-
-    return unit_failed ? 1 : 0;
+    return unit_done();
 }
