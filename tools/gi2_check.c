@@ -1322,7 +1322,7 @@ static void
 gi2c_list(gi2c_conf_t *cf)
 {
     int           depth;
-    size_t        i, k;
+    size_t        i, k, n;
     gi2c_ctx_t   *ctx, *up, *own[2];
 
     for (ctx = cf->ctxs; ctx; ctx = ctx->next) {
@@ -1342,17 +1342,23 @@ gi2c_list(gi2c_conf_t *cf)
                ctx->type == GI2C_SERVER && ctx->servers[0] ? " " : "",
                ctx->type == GI2C_SERVER ? ctx->servers : ctx->name);
 
+        /* in the order of the rule set: regexes, then keyword lists */
+
         own[0] = gi2c_owner(ctx, 0);
         own[1] = gi2c_owner(ctx, 1);
-        k = 0;
+        n = 0;
 
-        for (i = 0; i < cf->ndecls; i++) {
-            if (cf->decls[i].ctx == own[cf->decls[i].keywords]) {
-                printf("%s%s", k++ ? "," : "  rules: ", cf->decls[i].id);
+        for (k = 0; k < 2; k++) {
+            for (i = 0; i < cf->ndecls; i++) {
+                if (cf->decls[i].keywords == (int) k
+                    && cf->decls[i].ctx == own[k])
+                {
+                    printf("%s%s", n++ ? "," : "  rules: ", cf->decls[i].id);
+                }
             }
         }
 
-        printf("%s  (%s:%u)\n", k ? "" : "  no rules", ctx->file, ctx->line);
+        printf("%s  (%s:%u)\n", n ? "" : "  no rules", ctx->file, ctx->line);
     }
 }
 
