@@ -154,6 +154,7 @@ typedef struct {
 
 
 static ngx_http_gi2_metrics_conf_t *ngx_http_gi2_m_conf(ngx_conf_t *cf);
+static size_t ngx_http_gi2_m_room(size_t size);
 static ngx_int_t ngx_http_gi2_m_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_gi2_m_assign(ngx_http_gi2_metrics_conf_t *mc,
@@ -460,14 +461,16 @@ ngx_http_gi2_metrics_exception(ngx_conf_t *cf, ngx_str_t *id)
 
 /*
  * Postconfiguration: gi2_status needs gi2_metrics, and the zone must hold
- * at least the configuration's own ids.  The estimate of the room follows
- * ngx_slab_init(): a page descriptor per page, the pool's header before.
+ * at least the configuration's own ids.  The room is counted as
+ * ngx_slab_init() will lay the zone out (the zone starts on a page): the
+ * pool's header, its slots and statistics, a descriptor per page, then
+ * the pages from the next page boundary.
  */
 
 ngx_int_t
 ngx_http_gi2_metrics_init(ngx_conf_t *cf)
 {
-    size_t                        need, room, pages;
+    size_t                        need, room, size;
     ngx_uint_t                    n;
     ngx_http_gi2_main_conf_t     *gmcf;
     ngx_http_gi2_metrics_conf_t  *mc;
@@ -500,22 +503,54 @@ ngx_http_gi2_metrics_init(ngx_conf_t *cf)
     need = offsetof(ngx_http_gi2_m_shm_t, entries)
            + n * sizeof(ngx_http_gi2_m_entry_t);
 
-    pages = (mc->zone->shm.size - 2048)
-            / (ngx_pagesize + sizeof(ngx_slab_page_t));
-    room = (pages > 1) ? (pages - 1) * ngx_pagesize : 0;
+    room = ngx_http_gi2_m_room(mc->zone->shm.size);
 
     if (room < need) {
+
+        /* the least size that holds them, in whole KiB */
+
+        for (size = mc->zone->shm.size;
+             ngx_http_gi2_m_room(size) < need;
+             size += 1024)
+        {
+            /* void */
+        }
+
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "gi2_metrics zone \"%V\" is too small for %ui rules "
                       "and exceptions: use at least %uzk in %s:%ui",
-                      &mc->zone->shm.name, n,
-                      (need / ngx_pagesize + 3)
-                      * (ngx_pagesize + sizeof(ngx_slab_page_t)) / 1024 + 3,
+                      &mc->zone->shm.name, n, (size + 1023) / 1024,
                       mc->file, mc->line);
         return NGX_ERROR;
     }
 
     return NGX_OK;
+}
+
+
+static size_t
+ngx_http_gi2_m_room(size_t size)
+{
+    size_t  head, pages, start, n;
+
+    n = ngx_pagesize_shift - 3;     /* the slots above min_shift 3 */
+    head = sizeof(ngx_slab_pool_t)
+           + n * (sizeof(ngx_slab_page_t) + sizeof(ngx_slab_stat_t));
+
+    if (size <= head) {
+        return 0;
+    }
+
+    pages = (size - head) / (ngx_pagesize + sizeof(ngx_slab_page_t));
+    start = ngx_align(head + pages * sizeof(ngx_slab_page_t), ngx_pagesize);
+
+    if (start >= size) {
+        return 0;
+    }
+
+    pages = ngx_min(pages, (size - start) / ngx_pagesize);
+
+    return pages * ngx_pagesize;
 }
 
 
@@ -572,6 +607,16 @@ ngx_http_gi2_m_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                        / sizeof(ngx_http_gi2_m_entry_t);
 
         shpool->data = sh;
+
+        if (sh->capacity < mc->rules.nelts + mc->exceptions.nelts) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "gi2_metrics zone \"%V\" is too small for %ui "
+                          "rules and exceptions in %s:%ui",
+                          &shm_zone->shm.name,
+                          mc->rules.nelts + mc->exceptions.nelts,
+                          mc->file, mc->line);
+            return NGX_ERROR;
+        }
     }
 
     mc->sh = sh;

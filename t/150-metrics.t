@@ -736,6 +736,9 @@ EOF
     my ($k) = $out =~ /use at least (\d+)k/;
     ($rc, $out) = nginx_t("    gi2_metrics zone=m:${k}k;\n$many$loc");
     is($rc, 0, "the size asked for (${k}k) passes") or diag($out);
+    ($rc, $out) = nginx_t("    gi2_metrics zone=m:" . ($k - 1)
+        . "k;\n$many$loc");
+    isnt($rc, 0, 'a KiB less does not: the least size that holds them');
 
     for my $bad ('zone=m', 'zone=:1m', 'zone=m:lots', 'm:1m', 'zone=') {
         fails("bad parameter $bad", "    gi2_metrics $bad; # MARK\n$loc",
