@@ -62,6 +62,10 @@ $rules
             proxy_pass http://%%UPSTREAM%%/;
         }
 
+        location /down/ {
+            proxy_pass http://127.0.0.1:%%PORT2%%/;
+        }
+
         location = /metrics {
             gi2_status;
         }
@@ -407,6 +411,13 @@ sub test_upstream {
     $want{cost} += 10 * 5 + 4160 * 40;
 
     upstream_response();
+
+    # an upstream nginx cannot reach: the status nginx recorded for it
+    my $r = req("/down$GEN", body('a lighthouse'));
+    is($r->{status}, 502, 'upstream down: 502');
+    gen('allow');
+    bump(1, 'gi2_upstream_responses_total', class => '5xx');
+
     settle();
 }
 
