@@ -495,6 +495,12 @@ sub test_exposition {
     my $p2 = parse_prom($again->{body});
     check_counters($p2, 'a second scrape');
 
+    my $head = http_request('HEAD', '/metrics');
+    is($head->{status}, 200, 'HEAD: 200');
+    is($head->{body}, '', 'HEAD: no body');
+    ok((header_values($head, 'content-length'))[0] > 1000,
+        'HEAD: the length of the exposition');
+
     my $bad = http_get('/metrics?format=xml');
     is($bad->{status}, 400, 'an unknown format: 400');
     my $post = http_post('/metrics', '{}');
