@@ -2,7 +2,9 @@
 #
 #   make run     start the example gateway on 127.0.0.1:8080 (make stop ends it)
 #   make test    build everything and run the whole suite with prove
-#   make bench   throughput and memory figures, as ratios to a baseline
+#   make bench   throughput and memory figures, as ratios to a baseline,
+#                and gi2-check's prompts per second
+#   make gi2-check   build/gi2-check, the rule checker (docs/gi2-check.md)
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
@@ -16,6 +18,8 @@ DEB_BUILD := nginx nginx-dev libpcre2-dev libyajl-dev libutf8proc-dev \
              libssl-dev zlib1g-dev gcc make pkg-config perl curl
 DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
              lua-cjson python3
+# ... and the tests, beyond the build (t/151: the status page in a browser)
+DEB_TEST := chromium
 
 CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c \
              gi2_resp.c)
@@ -23,18 +27,24 @@ NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
 CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
                -I ngx_gi2_module -I /usr/include/yajl
 CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc -lcrypto
+CHECK := $(BUILD)/gi2-check
+CHECK_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c)
 WERROR_OPT := -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers
 
-.PHONY: all deps deps-bench module unit test run stop bench soak clean
+.PHONY: all deps deps-bench deps-test module unit gi2-check test run stop \
+        bench bench-check soak clean
 
-all: module unit
+all: module unit gi2-check
 
 deps:
 	@bash .ci/deps $(DEB_BUILD)
 
 deps-bench:
 	@bash .ci/deps $(DEB_BUILD) $(DEB_BENCH)
+
+deps-test:
+	@bash .ci/deps $(DEB_BUILD) $(DEB_TEST)
 
 $(BUILD)/nginx-src/objs/Makefile: config | deps
 	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
@@ -64,7 +74,15 @@ $(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
 
 unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit
 
-test: module unit
+# the rule checker: the same core, no nginx
+$(CHECK): tools/gi2_check.c $(CHECK_SRCS) ngx_gi2_module/gi2_core.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ tools/gi2_check.c $(CHECK_SRCS) \
+	    -lpcre2-8 -lyajl -lutf8proc
+
+gi2-check: $(CHECK)
+
+test: deps-test module unit gi2-check
 	prove -r t/
 
 run: module
@@ -73,8 +91,12 @@ run: module
 stop:
 	@bash examples/run.sh stop
 
-bench: deps-bench module
+bench: deps-bench module gi2-check
 	@bash bench/run.sh
+	@bash bench/check.sh
+
+bench-check: deps-bench gi2-check
+	@bash bench/check.sh
 
 # SOAK_DUR=600 (seconds) by default; see bench/soak.sh
 soak: deps-bench module

@@ -9,6 +9,7 @@
  */
 
 #include "ngx_http_gi2_module.h"
+#include "ngx_http_gi2_metrics.h"
 #include "gi2_resp.h"
 
 #include <zlib.h>
@@ -452,6 +453,8 @@ ngx_http_gi2_log_handler(ngx_http_request_t *r)
     }
 
     ctx->logging = 1;
+
+    ngx_http_gi2_metrics_count(r, ctx);
 
     return NGX_OK;
 }

@@ -4,6 +4,7 @@
  */
 
 #include "ngx_http_gi2_module.h"
+#include "ngx_http_gi2_metrics.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -151,6 +152,20 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
     { ngx_string("gi2_price"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
       ngx_http_gi2_price,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_metrics"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_gi2_metrics_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gi2_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gi2_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -527,6 +542,10 @@ ngx_http_gi2_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_gi2_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_gi2_audit_init(cf);
 }
 
@@ -737,6 +756,12 @@ ngx_http_gi2_rule_head(ngx_conf_t *cf, ngx_http_gi2_loc_conf_t *glcf,
     }
 
     *id = value[1];
+
+    if (ngx_http_gi2_metrics_rule(cf, &value[1], &value[3], action)
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     list = keywords ? &glcf->keywords : &glcf->rules;
 
@@ -1097,6 +1122,10 @@ ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_memzero(e, sizeof(ngx_http_gi2_exception_t));
     e->id = value[1];
+
+    if (ngx_http_gi2_metrics_exception(cf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     for (i = 2; i < cf->args->nelts; i++) {
 

@@ -107,6 +107,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                 rule_ids;      /* ngx_str_t, all levels */
+    struct ngx_http_gi2_metrics_conf_s  *metrics;  /* gi2_metrics */
 } ngx_http_gi2_main_conf_t;
 
 

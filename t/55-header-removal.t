@@ -13,6 +13,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Gi2Test;
+use Time::HiRes qw(sleep time);
 
 require_module();
 
@@ -35,13 +36,18 @@ EOF2
 my $GEN = '/v1/images/generations';
 my $LOW = '{"prompt":"a cat","moderation":"low"}';
 
+# waits for the line: nginx may write it after the client saw the close
 sub entry {
     my ($res) = @_;
-    for my $l (reverse access_log_lines()) {
-        my @v = split /\|/, $l, -1;
-        return \@v if $v[0] eq $res->{id};
+    my $end = time() + 10;
+    while (1) {
+        for my $l (reverse access_log_lines()) {
+            my @v = split /\|/, $l, -1;
+            return \@v if $v[0] eq $res->{id};
+        }
+        return [] if time() > $end;
+        sleep(0.02);
     }
-    return [];
 }
 
 # (the log shows "-" for an empty variable; $host comes from Host)

@@ -12,7 +12,8 @@ package Gi2Test;
 #   gi2_start($http_block, %o)   write nginx.conf and start nginx; the
 #                                template is the body of http{}, with
 #                                %%PORT%% %%PORT2%% %%UPSTREAM%% %%PREFIX%%
-#                                %%MODULE%%; o: main, log_format, no_module
+#                                %%MODULE%%; o: main, log_format, no_module,
+#                                workers (worker_processes, default 1)
 #   nginx_t($http_block, %o)     nginx -t: (exit status, output, conf path)
 #   http_post($path, $body, @headers)  -> {status, headers, body, json, id}
 #   http_raw($bytes | [@pieces], pause => s)  -> raw response
@@ -162,7 +163,8 @@ sub conf_preamble {
     my $err = $o{error_log} || "$p/error.log";
     my @lines;
     push @lines, "load_module $MODULE;" unless $o{no_module};
-    push @lines, 'daemon on;', 'master_process on;', 'worker_processes 1;',
+    push @lines, 'daemon on;', 'master_process on;',
+        'worker_processes ' . ($o{workers} || 1) . ';',
         "error_log $err info;", "pid $p/nginx.pid;";
     push @lines, $o{main} if defined $o{main};
     push @lines, 'events {', '    worker_connections 128;', '}';
