@@ -23,6 +23,10 @@ package Gi2Test;
 #                                the response-side variables of a request
 #   img_png / img_jpeg / img_webp  small images with real headers
 #   worker_pid() / proc_kb($pid, 'VmRSS')  the worker and its memory
+#   modapi_addr() / modapi_set(...) / modapi_requests() / modapi_reset()
+#                                a mock moderation service (keep-alive,
+#                                a process a connection) that records
+#                                what it receives
 
 use strict;
 use warnings;
@@ -53,6 +57,8 @@ our @EXPORT = qw(
     no_upstream one_upstream log_is LOG_FIELDS
     img_png img_jpeg img_webp worker_pid proc_kb
     audit_http audit_server audit_for rec_get rec_plain
+    modapi_addr modapi_set modapi_requests modapi_reset modapi_stop
+    modapi_answer
 );
 
 my $REPO = dirname(dirname(dirname(abs_path(__FILE__))));
@@ -162,7 +168,8 @@ sub conf_preamble {
     my $err = $o{error_log} || "$p/error.log";
     my @lines;
     push @lines, "load_module $MODULE;" unless $o{no_module};
-    push @lines, 'daemon on;', 'master_process on;', 'worker_processes 1;',
+    push @lines, 'daemon on;', 'master_process on;',
+        'worker_processes ' . ($o{workers} || 1) . ';',
         "error_log $err info;", "pid $p/nginx.pid;";
     push @lines, $o{main} if defined $o{main};
     push @lines, 'events {', '    worker_connections 128;', '}';
@@ -1077,10 +1084,193 @@ sub proc_kb {
     return $st =~ /^\Q$field\E:\s+(\d+)\s+kB/m ? $1 : undef;
 }
 
+###########################################################################
+# mock moderation service
+#
+# One process a connection, so that connections stay open between
+# requests (keep-alive, as curl keeps them) and slow answers do not hold
+# up others.  What it answers is read from modapi.json for each request:
+#
+#   modapi_set(default => {spec}, match => [[substring, {spec}], ...])
+#
+# the first match whose substring is in the request's input (or prompt)
+# wins.  A spec: status (200), body (bytes) or json (a structure),
+# headers ([[name, value]]), delay (seconds before answering; a client
+# that goes away meanwhile is recorded as aborted), reset (a TCP reset
+# instead of an answer), close (a close instead of an answer), size (a
+# body of that many bytes), no_length (no Content-Length: the close ends
+# the body).  Each request is recorded: method, uri,
+# headers, body, json (the decoded body), conn (which connection),
+# aborted.
+
+sub modapi_dir { return prefix() . '/modapi' }
+
+sub modapi_start {
+    return $S{mport} if $S{mport};
+    my $dir = modapi_dir();
+    mkdir $dir unless -d $dir;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 0, Proto => 'tcp', Listen => 256, ReuseAddr => 1)
+        or die "modapi listen: $!";
+    my $parent = $$;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{CHLD} = 'IGNORE';
+        my $server = $$;
+        while (getppid() == $parent) {
+            next unless IO::Select->new($l)->can_read(0.5);
+            my $c = $l->accept or next;
+            my $child = fork();
+            if (defined $child && $child == 0) {
+                close $l;
+                eval { modapi_conn($c, $dir, $server) };
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    $S{mport} = $l->sockport;
+    $S{mpid} = $pid;
+    close $l;
+    return $S{mport};
+}
+
+sub modapi_addr { return '127.0.0.1:' . modapi_start() }
+
+sub modapi_stop {
+    return unless $S{mpid};
+    kill 'TERM', $S{mpid};
+    waitpid($S{mpid}, 0);
+    delete $S{mpid};
+    delete $S{mport};
+}
+
+sub modapi_set {
+    my (%r) = @_;
+    write_file(prefix() . '/modapi.json', $JSON->encode(\%r));
+}
+
+# An OpenAI moderation answer: modapi_answer(flagged, {category =>
+# [flag, score]}).
+sub modapi_answer {
+    my ($flagged, $cats) = @_;
+    my (%c, %s);
+    for my $k (keys %{ $cats || {} }) {
+        $c{$k} = $cats->{$k}[0] ? JSON::PP::true : JSON::PP::false;
+        $s{$k} = $cats->{$k}[1] + 0;
+    }
+    return { id => 'modr-test', model => 'omni-moderation-latest',
+        results => [{ flagged => $flagged ? JSON::PP::true : JSON::PP::false,
+            categories => \%c, category_scores => \%s }] };
+}
+
+sub modapi_conn {
+    my ($c, $dir, $server) = @_;
+    my $conn = $$ . ':' . $c->peerport;
+    my $n = 0;
+    my $rd = reader($c);
+    while (1) {
+        # wait for the next request, or the end of the connection
+        my $sel = IO::Select->new($c);
+        my $ready;
+        while (!$ready) {
+            return if getppid() != $server;
+            $ready = $sel->can_read(0.5);
+        }
+        my $line = $rd->{line}->();
+        return unless defined $line && length $line;
+        my ($method, $uri) = split / /, $line;
+        my ($headers) = read_headers($rd);
+        my ($body) = read_body($rd, $headers);
+        my $json = json_decode($body);
+        my $rec = { method => $method, uri => $uri, headers => $headers,
+            body => $body, json => $json, conn => $conn, seq => ++$n };
+        my $name = sprintf('%s/%.6f-%d-%d.json', $dir, time(), $$, $n);
+        write_file("$name.tmp", $JSON->encode($rec));
+        rename "$name.tmp", $name or die "rename: $!";
+
+        my $spec = modapi_spec($json);
+        if ($spec->{delay}) {
+            # a client that goes away meanwhile closes its end
+            my $end = time() + $spec->{delay};
+            while ((my $left = $end - time()) > 0) {
+                next unless $sel->can_read($left);
+                my $peek = '';
+                my $got = recv($c, $peek, 1, POSIX::MSG_PEEK());
+                if (!defined $got || $peek eq '') {
+                    write_file("$name.aborted", '1');
+                    return;
+                }
+                sleep(0.01);
+            }
+        }
+        if ($spec->{reset}) {
+            setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+            close $c;
+            return;
+        }
+        return if $spec->{close};
+        my $status = $spec->{status} || 200;
+        my $out = defined $spec->{body} ? $spec->{body}
+            : $spec->{json} ? $JSON->encode($spec->{json})
+            : $spec->{size} ? '{"pad":"' . ('x' x $spec->{size}) . '"}'
+            : $JSON->encode(modapi_answer(0, {}));
+        my @h = @{ $spec->{headers} || [['Content-Type', 'application/json']] };
+        my $head = "HTTP/1.1 $status X\r\n"
+            . join('', map { "$_->[0]: $_->[1]\r\n" } @h)
+            . ($spec->{no_length} ? "Connection: close\r\n\r\n"
+                : 'Content-Length: ' . length($out) . "\r\n\r\n");
+        syswrite_all($c, $head . $out) or return;
+        return if $spec->{no_length};
+    }
+}
+
+sub modapi_spec {
+    my ($json) = @_;
+    my $cfg = json_decode(read_file(prefix() . '/modapi.json') // '') || {};
+    my $text = '';
+    if (ref $json eq 'HASH') {
+        my $in = $json->{input} // $json->{prompt} // '';
+        $in = join(' ', map { ref $_ eq 'HASH' ? ($_->{text} // '') : $_ }
+            @$in) if ref $in eq 'ARRAY';
+        $text = $in;
+    }
+    for my $m (@{ $cfg->{match} || [] }) {
+        return $m->[1] if index($text, $m->[0]) >= 0;
+    }
+    return $cfg->{default} || {};
+}
+
+# Every request the service received, in order: {method, uri, headers
+# (lower-case name => [values]), body, json, conn, seq, aborted}.
+sub modapi_requests {
+    my $dir = modapi_dir();
+    opendir my $dh, $dir or return ();
+    my @files = sort grep { /^[\d.]+-\d+-\d+\.json$/ } readdir $dh;
+    closedir $dh;
+    my @recs;
+    for my $f (@files) {
+        my $rec = json_decode(read_file("$dir/$f")) or next;
+        $rec->{aborted} = -e "$dir/$f.aborted" ? 1 : 0;
+        push @recs, $rec;
+    }
+    return @recs;
+}
+
+sub modapi_reset {
+    my $dir = modapi_dir();
+    opendir my $dh, $dir or return;
+    unlink map { "$dir/$_" } grep { /\.json/ } readdir $dh;
+    closedir $dh;
+}
+
 END {
     local $?;
     gi2_stop();
     upstream_stop();
+    modapi_stop();
 }
 
 1;
