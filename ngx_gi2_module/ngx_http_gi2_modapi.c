@@ -695,12 +695,13 @@ ngx_http_gi2_modapi_verdict(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     len = ngx_strlen(cats);
 
     if (len) {
-        ctx->modapi.categories.data = ngx_pnalloc(r->pool, len);
+        /* NUL-terminated too, for the audit record */
+        ctx->modapi.categories.data = ngx_pnalloc(r->pool, len + 1);
         if (ctx->modapi.categories.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_memcpy(ctx->modapi.categories.data, cats, len);
+        ngx_memcpy(ctx->modapi.categories.data, cats, len + 1);
         ctx->modapi.categories.len = len;
     }
 
@@ -891,8 +892,9 @@ ngx_http_gi2_modapi_finish(ngx_http_gi2_modapi_call_t *call, CURLcode code)
 
     } else {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "gi2: moderation service: %s (HTTP %l, %M ms); "
-                      "failing %s", why, status, ctx->modapi.ms,
+                      "gi2: moderation service: %s (HTTP status %l, "
+                      "after %M ms); failing %s", why, status,
+                      ctx->modapi.ms,
                       mlcf->fail == NGX_HTTP_GI2_MODAPI_FAIL_OPEN
                       ? "open: forwarded unchecked" : "closed: 503");
 
