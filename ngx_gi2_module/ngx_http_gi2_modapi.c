@@ -21,6 +21,7 @@
 #include "gi2_modapi.h"
 
 #include <curl/curl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 
@@ -179,6 +180,7 @@ static void ngx_http_gi2_modapi_release(ngx_http_gi2_modapi_sock_t *sk);
 static void ngx_http_gi2_modapi_event(ngx_event_t *ev);
 static void ngx_http_gi2_modapi_timer_event(ngx_event_t *ev);
 static void ngx_http_gi2_modapi_cancelable(ngx_http_gi2_modapi_worker_t *w);
+static void ngx_http_gi2_modapi_clear_ssl_errors(void);
 static ngx_int_t ngx_http_gi2_modapi_key(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_http_gi2_modapi_loc_conf_t *mlcf,
     gi2_field_t *prompt, u_char *key);
@@ -1241,6 +1243,7 @@ ngx_http_gi2_modapi_event(ngx_event_t *ev)
                                               : CURL_CSELECT_IN,
                                     &running);
 
+    ngx_http_gi2_modapi_clear_ssl_errors();
     ngx_http_gi2_modapi_process(w);
 }
 
@@ -1275,7 +1278,22 @@ ngx_http_gi2_modapi_timer_event(ngx_event_t *ev)
     (void) curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0,
                                     &running);
 
+    ngx_http_gi2_modapi_clear_ssl_errors();
     ngx_http_gi2_modapi_process(w);
+}
+
+
+/*
+ * curl and nginx share OpenSSL's error queue (one thread): what curl
+ * leaves there, a failed verification say, nginx would find before its
+ * next TLS operation and log as an alert ("ignoring stale global SSL
+ * error").  Once curl is back, anything queued is curl's.
+ */
+
+static void
+ngx_http_gi2_modapi_clear_ssl_errors(void)
+{
+    ERR_clear_error();
 }
 
 
