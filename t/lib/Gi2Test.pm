@@ -23,6 +23,7 @@ package Gi2Test;
 #                                the response-side variables of a request
 #   img_png / img_jpeg / img_webp  small images with real headers
 #   worker_pid() / proc_kb($pid, 'VmRSS')  the worker and its memory
+#   worker_pids() / gi2_reload()  the workers; nginx -s reload
 #   modapi_addr() / modapi_set(...) / modapi_requests() / modapi_reset()
 #                                a mock moderation service (keep-alive,
 #                                a process a connection) that records
@@ -55,7 +56,7 @@ our @EXPORT = qw(
     access_log_lines log_for error_log error_log_clean
     json_decode json_encode is_rejection is_passed_exact
     no_upstream one_upstream log_is LOG_FIELDS
-    img_png img_jpeg img_webp worker_pid proc_kb
+    img_png img_jpeg img_webp worker_pid worker_pids proc_kb gi2_reload
     audit_http audit_server audit_for rec_get rec_plain
     modapi_addr modapi_set modapi_requests modapi_reset modapi_stop
     modapi_answer
@@ -276,6 +277,7 @@ sub gi2_start {
     my ($rc, $out) = run_capture($NGINX, '-p', "$p/", '-c', $conf,
         '-e', "$p/error.log");
     die "nginx failed to start ($rc): $out\n" . error_tail() if $rc;
+    $S{conf} = $conf;
     $S{running} = 1;
     wait_pid_file(1) or die "no pid file\n" . error_tail();
     wait_port(port(1)) or die "port " . port(1) . " not open\n"
@@ -1063,9 +1065,15 @@ sub img_webp {
 
 # The pid of the (single) worker of the running nginx, or undef.
 sub worker_pid {
+    my @pids = worker_pids();
+    return @pids == 1 ? $pids[0] : undef;
+}
+
+# The pids of the running nginx's workers (shutting down ones too).
+sub worker_pids {
     my $master = read_file(prefix() . '/nginx.pid') // '';
-    ($master) = $master =~ /^(\d+)/ or return undef;
-    opendir my $dh, '/proc' or return undef;
+    ($master) = $master =~ /^(\d+)/ or return ();
+    opendir my $dh, '/proc' or return ();
     my @pids;
     for my $pid (grep { /^\d+$/ } readdir $dh) {
         my $stat = read_file("/proc/$pid/stat") // next;
@@ -1074,7 +1082,23 @@ sub worker_pid {
         push @pids, $pid if $ppid == $master && $cmd =~ /worker process/;
     }
     closedir $dh;
-    return @pids == 1 ? $pids[0] : undef;
+    return sort { $a <=> $b } @pids;
+}
+
+# nginx -s reload, then waits for a worker of the new generation.
+# Returns the old workers' pids (they may still be finishing requests).
+sub gi2_reload {
+    my $p = prefix();
+    my %old = map { $_ => 1 } worker_pids();
+    my ($rc, $out) = run_capture($NGINX, '-p', "$p/", '-c', $S{conf},
+        '-e', "$p/error.log", '-s', 'reload');
+    die "nginx -s reload failed ($rc): $out" if $rc;
+    my $end = time() + $TIMEOUT;
+    while (time() < $end) {
+        last if grep { !$old{$_} } worker_pids();
+        sleep(0.02);
+    }
+    return sort keys %old;
 }
 
 # A field of /proc/PID/status in kB (VmRSS, VmHWM, ...), or undef.
