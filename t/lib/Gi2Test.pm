@@ -1125,7 +1125,7 @@ sub proc_kb {
 # body of that many bytes), no_length (no Content-Length: the close ends
 # the body).  Each request is recorded: method, uri,
 # headers, body, json (the decoded body), conn (which connection),
-# aborted.
+# time (when it was read), answered (when the answer went), aborted.
 
 sub modapi_dir { return prefix() . '/modapi' }
 
@@ -1210,7 +1210,8 @@ sub modapi_conn {
         my ($body) = read_body($rd, $headers);
         my $json = json_decode($body);
         my $rec = { method => $method, uri => $uri, headers => $headers,
-            body => $body, json => $json, conn => $conn, seq => ++$n };
+            body => $body, json => $json, conn => $conn, seq => ++$n,
+            time => time() };
         my $name = sprintf('%s/%.6f-%d-%d.json', $dir, time(), $$, $n);
         write_file("$name.tmp", $JSON->encode($rec));
         rename "$name.tmp", $name or die "rename: $!";
@@ -1247,6 +1248,7 @@ sub modapi_conn {
             . ($spec->{no_length} ? "Connection: close\r\n\r\n"
                 : 'Content-Length: ' . length($out) . "\r\n\r\n");
         syswrite_all($c, $head . $out) or return;
+        write_file("$name.answered", time());
         return if $spec->{no_length};
     }
 }
@@ -1268,7 +1270,8 @@ sub modapi_spec {
 }
 
 # Every request the service received, in order: {method, uri, headers
-# (lower-case name => [values]), body, json, conn, seq, aborted}.
+# (lower-case name => [values]), body, json, conn, seq, time, answered,
+# aborted}.
 sub modapi_requests {
     my $dir = modapi_dir();
     opendir my $dh, $dir or return ();
@@ -1278,6 +1281,7 @@ sub modapi_requests {
     for my $f (@files) {
         my $rec = json_decode(read_file("$dir/$f")) or next;
         $rec->{aborted} = -e "$dir/$f.aborted" ? 1 : 0;
+        $rec->{answered} = read_file("$dir/$f.answered");
         push @recs, $rec;
     }
     return @recs;
