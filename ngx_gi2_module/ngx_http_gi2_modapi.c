@@ -1959,6 +1959,9 @@ ngx_http_gi2_modapi_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
+    /* a URL of its own is not in the format of an inherited one */
+    mlcf->format = GI2_MODAPI_OPENAI;
+
     for (i = 2; i < cf->args->nelts; i++) {
         if (ngx_strcmp(value[i].data, "format=openai") == 0) {
             mlcf->format = GI2_MODAPI_OPENAI;
@@ -2067,6 +2070,7 @@ ngx_http_gi2_modapi_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size_t            len, i;
     ssize_t           n;
     ngx_fd_t          fd;
+    ngx_err_t         err;
     ngx_str_t        *value, name;
     ngx_file_info_t   fi;
 
@@ -2091,20 +2095,23 @@ ngx_http_gi2_modapi_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     buf = NULL;
     n = -1;
+    err = 0;
 
-    if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR
-        && ngx_file_size(&fi) <= 4096)
-    {
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+
+    } else if (ngx_file_size(&fi) <= 4096) {
         buf = ngx_pnalloc(cf->temp_pool, ngx_file_size(&fi) + 1);
         if (buf != NULL) {
             n = ngx_read_fd(fd, buf, ngx_file_size(&fi));
+            err = (n < 0) ? ngx_errno : 0;
         }
     }
 
     ngx_close_file(fd);
 
     if (buf == NULL || n < 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, err,
                            "gi2_moderation_key_file: cannot read \"%V\" (at "
                            "most 4096 bytes)", &name);
         return NGX_CONF_ERROR;

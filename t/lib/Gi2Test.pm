@@ -1115,10 +1115,11 @@ sub proc_kb {
 # requests (keep-alive, as curl keeps them) and slow answers do not hold
 # up others.  What it answers is read from modapi.json for each request:
 #
-#   modapi_set(default => {spec}, match => [[substring, {spec}], ...])
+#   modapi_set(default => {spec}, match => [[substring, {spec}], ...],
+#              uri => {path => {spec}})
 #
-# the first match whose substring is in the request's input (or prompt)
-# wins.  A spec: status (200), body (bytes) or json (a structure),
+# a path of uri wins, then the first match whose substring is in the
+# request's input (or prompt).  A spec: status (200), body (bytes) or json (a structure),
 # headers ([[name, value]]), delay (seconds before answering; a client
 # that goes away meanwhile is recorded as aborted), reset (a TCP reset
 # instead of an answer), close (a close instead of an answer), size (a
@@ -1216,7 +1217,7 @@ sub modapi_conn {
         write_file("$name.tmp", $JSON->encode($rec));
         rename "$name.tmp", $name or die "rename: $!";
 
-        my $spec = modapi_spec($json);
+        my $spec = modapi_spec($json, $uri);
         if ($spec->{delay}) {
             # a client that goes away meanwhile closes its end
             my $end = time() + $spec->{delay};
@@ -1254,8 +1255,9 @@ sub modapi_conn {
 }
 
 sub modapi_spec {
-    my ($json) = @_;
+    my ($json, $uri) = @_;
     my $cfg = json_decode(read_file(prefix() . '/modapi.json') // '') || {};
+    return $cfg->{uri}{$uri} if $cfg->{uri} && $cfg->{uri}{$uri};
     my $text = '';
     if (ref $json eq 'HASH') {
         my $in = $json->{input} // $json->{prompt} // '';
