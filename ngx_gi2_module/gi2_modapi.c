@@ -251,7 +251,7 @@ gi2_modapi_request(int format, const gi2_str_t *prompt,
         for (i = 0; i < nimages; i++) {
             n += sizeof(",{\"type\":\"image_url\",\"image_url\":{\"url\":"
                         "\"\"}}") - 1
-                 + images[i].url.len;
+                 + gi2_json_escape_len(images[i].url.data, images[i].url.len);
         }
     }
 
@@ -277,8 +277,7 @@ gi2_modapi_request(int format, const gi2_str_t *prompt,
         for (i = 0; i < nimages; i++) {
             p = gi2_modapi_cpy(p, ",{\"type\":\"image_url\",\"image_url\":"
                                   "{\"url\":\"");
-            memcpy(p, images[i].url.data, images[i].url.len);
-            p += images[i].url.len;
+            p = gi2_json_escape(p, images[i].url.data, images[i].url.len);
             p = gi2_modapi_cpy(p, "\"}}");
         }
 
@@ -815,6 +814,251 @@ gi2_modapi_map_key(void *ctx, const unsigned char *s, size_t len)
     default:
         break;
     }
+
+    return 1;
+}
+
+
+/*
+ * The images of an edit: a second, small pass over a body the request
+ * parser already accepted.  Only images[i].image_url strings matter.
+ */
+
+struct gi2_modapi_images_s {
+    yajl_handle            yajl;
+    gi2_alloc_t           *alloc;
+    size_t                 max;
+    size_t                 count;
+    size_t                 too_big;
+    gi2_str_t              first;
+    int                    depth;
+    unsigned               key_images:1;  /* depth 1: "images" pending */
+    unsigned               in_images:1;   /* depth 2 is images[] */
+    unsigned               key_url:1;     /* depth 3: "image_url" pending */
+    unsigned               failed:1;
+};
+
+
+static int gi2_modapi_im_value(void *ctx);
+static int gi2_modapi_im_number(void *ctx, const char *s, size_t len);
+static int gi2_modapi_im_boolean(void *ctx, int b);
+static int gi2_modapi_im_string(void *ctx, const unsigned char *s,
+    size_t len);
+static int gi2_modapi_im_start_map(void *ctx);
+static int gi2_modapi_im_start_array(void *ctx);
+static int gi2_modapi_im_key(void *ctx, const unsigned char *s, size_t len);
+static int gi2_modapi_im_end(void *ctx);
+
+
+static yajl_callbacks  gi2_modapi_im_callbacks = {
+    gi2_modapi_im_value,
+    gi2_modapi_im_boolean,
+    NULL,
+    NULL,
+    gi2_modapi_im_number,
+    gi2_modapi_im_string,
+    gi2_modapi_im_start_map,
+    gi2_modapi_im_key,
+    gi2_modapi_im_end,
+    gi2_modapi_im_start_array,
+    gi2_modapi_im_end
+};
+
+
+gi2_modapi_images_t *
+gi2_modapi_images_create(size_t max, gi2_alloc_t *a)
+{
+    gi2_modapi_images_t  *im;
+
+    im = a->alloc(a->data, sizeof(gi2_modapi_images_t));
+    if (im == NULL) {
+        return NULL;
+    }
+
+    memset(im, 0, sizeof(gi2_modapi_images_t));
+    im->alloc = a;
+    im->max = max;
+
+    im->yajl = yajl_alloc(&gi2_modapi_im_callbacks, NULL, im);
+    if (im->yajl == NULL) {
+        if (a->free) {
+            a->free(a->data, im);
+        }
+
+        return NULL;
+    }
+
+    return im;
+}
+
+
+int
+gi2_modapi_images_feed(gi2_modapi_images_t *im, const unsigned char *buf,
+    size_t len)
+{
+    if (im->failed) {
+        return GI2_EINVAL;
+    }
+
+    if (yajl_parse(im->yajl, buf, len) != yajl_status_ok) {
+        im->failed = 1;
+        return GI2_EINVAL;
+    }
+
+    return GI2_OK;
+}
+
+
+void
+gi2_modapi_images_result(gi2_modapi_images_t *im, gi2_str_t *first,
+    size_t *count, size_t *too_big)
+{
+    *first = im->first;
+    *count = im->count;
+    *too_big = im->too_big;
+}
+
+
+void
+gi2_modapi_images_destroy(gi2_modapi_images_t *im)
+{
+    if (im == NULL) {
+        return;
+    }
+
+    if (im->yajl) {
+        yajl_free(im->yajl);
+        im->yajl = NULL;
+    }
+
+    if (im->alloc->free) {
+        if (im->first.data) {
+            im->alloc->free(im->alloc->data, (void *) im->first.data);
+        }
+
+        im->alloc->free(im->alloc->data, im);
+    }
+}
+
+
+static int
+gi2_modapi_im_value(void *ctx)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    im->key_images = 0;
+    im->key_url = 0;
+
+    return 1;
+}
+
+
+static int
+gi2_modapi_im_number(void *ctx, const char *s, size_t len)
+{
+    (void) s;
+    (void) len;
+
+    return gi2_modapi_im_value(ctx);
+}
+
+
+static int
+gi2_modapi_im_boolean(void *ctx, int b)
+{
+    (void) b;
+
+    return gi2_modapi_im_value(ctx);
+}
+
+
+static int
+gi2_modapi_im_string(void *ctx, const unsigned char *s, size_t len)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    unsigned char  *copy;
+
+    if (im->key_url && im->depth == 3 && im->in_images) {
+        im->count++;
+
+        if (len > im->max) {
+            im->too_big++;
+
+        } else if (im->first.data == NULL && len) {
+            copy = im->alloc->alloc(im->alloc->data, len);
+            if (copy == NULL) {
+                im->failed = 1;
+                return 0;
+            }
+
+            memcpy(copy, s, len);
+            im->first.data = copy;
+            im->first.len = len;
+        }
+    }
+
+    return gi2_modapi_im_value(ctx);
+}
+
+
+static int
+gi2_modapi_im_start_map(void *ctx)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    im->depth++;
+    im->key_images = 0;
+    im->key_url = 0;
+
+    return 1;
+}
+
+
+static int
+gi2_modapi_im_start_array(void *ctx)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    if (im->depth == 1 && im->key_images) {
+        im->in_images = 1;
+    }
+
+    im->depth++;
+    im->key_images = 0;
+    im->key_url = 0;
+
+    return 1;
+}
+
+
+static int
+gi2_modapi_im_key(void *ctx, const unsigned char *s, size_t len)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    im->key_images = (im->depth == 1 && len == 6
+                      && memcmp(s, "images", 6) == 0);
+    im->key_url = (im->depth == 3 && im->in_images && len == 9
+                   && memcmp(s, "image_url", 9) == 0);
+
+    return 1;
+}
+
+
+static int
+gi2_modapi_im_end(void *ctx)
+{
+    gi2_modapi_images_t *im = ctx;
+
+    im->depth--;
+
+    if (im->depth == 1) {
+        im->in_images = 0;
+    }
+
+    im->key_images = 0;
+    im->key_url = 0;
 
     return 1;
 }

@@ -47,19 +47,19 @@ typedef struct {
 } gi2_modapi_threshold_t;
 
 typedef struct {
-    gi2_str_t             url;         /* a JSON string's content, as sent */
+    gi2_str_t             url;         /* decoded */
 } gi2_modapi_image_t;
 
 typedef struct gi2_modapi_parser_s  gi2_modapi_parser_t;
+typedef struct gi2_modapi_images_s  gi2_modapi_images_t;
 
 
 /*
  * The JSON body of the call.  openai: {"model","input"}, the input an
  * array of a text part and image_url parts when images are given;
- * generic: {"prompt","model","consumer"}.  The prompt and model are
- * escaped here; image URLs are copied as they are (they are the content
- * of JSON strings of a body that parsed).  A NULL consumer is null.
- * Returns the length; with buf NULL only computes it.
+ * generic: {"prompt","model","consumer"} (images are not part of it).
+ * Strings are escaped here.  A NULL consumer is null.  Returns the
+ * length; with buf NULL only computes it.
  */
 size_t gi2_modapi_request(int format, const gi2_str_t *prompt,
     const gi2_str_t *model, const gi2_str_t *consumer,
@@ -87,6 +87,18 @@ void gi2_modapi_parser_destroy(gi2_modapi_parser_t *p);
  */
 int gi2_modapi_verdict(const gi2_modapi_result_t *res,
     const gi2_modapi_threshold_t *th, size_t nth, char *out, size_t outlen);
+
+/*
+ * The images of a JSON edit request: the image_url strings of the
+ * top-level "images" array's objects.  Fed the request body; keeps the
+ * first (decoded) when it is at most max bytes, and counts them all.
+ */
+gi2_modapi_images_t *gi2_modapi_images_create(size_t max, gi2_alloc_t *a);
+int gi2_modapi_images_feed(gi2_modapi_images_t *im, const unsigned char *buf,
+    size_t len);
+void gi2_modapi_images_result(gi2_modapi_images_t *im, gi2_str_t *first,
+    size_t *count, size_t *too_big);
+void gi2_modapi_images_destroy(gi2_modapi_images_t *im);
 
 /* the cache's form of an answer: bytes written (0: no room) / GI2_OK */
 size_t gi2_modapi_pack(const gi2_modapi_result_t *res, unsigned char *buf,

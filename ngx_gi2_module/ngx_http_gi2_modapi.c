@@ -36,6 +36,11 @@
 
 #define NGX_HTTP_GI2_MODAPI_CATS_LEN     512
 
+/* the longest image URL (a data URL: the image in base64) that is sent */
+#define NGX_HTTP_GI2_MODAPI_IMAGE_MAX    (8 * 1024 * 1024)
+
+#define NGX_HTTP_GI2_MODAPI_READ_CHUNK   16384
+
 
 typedef struct {
     ngx_rbtree_t                    rbtree;
@@ -152,6 +157,8 @@ static ngx_int_t ngx_http_gi2_modapi_start(ngx_http_request_t *r,
 static ngx_int_t ngx_http_gi2_modapi_body(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx, ngx_http_gi2_modapi_loc_conf_t *mlcf,
     ngx_str_t *body);
+static ngx_int_t ngx_http_gi2_modapi_images(ngx_http_request_t *r,
+    gi2_modapi_image_t *image, size_t *count);
 static ngx_int_t ngx_http_gi2_modapi_verdict(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx, ngx_http_gi2_modapi_loc_conf_t *mlcf,
     gi2_modapi_result_t *res);
@@ -393,7 +400,12 @@ ngx_http_gi2_modapi_check(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 
     cache = 0;
 
-    if (mlcf->cache != NULL) {
+    /* an edit's verdict depends on its images too: it is not cached */
+
+    if (mlcf->cache != NULL
+        && !(mlcf->images && mlcf->format == GI2_MODAPI_OPENAI
+             && ctx->endpoint == NGX_HTTP_GI2_EDITS))
+    {
         glcf = ngx_http_get_module_loc_conf(r, ngx_http_gi2_module);
 
         if (ngx_http_gi2_modapi_key(r, glcf, mlcf, prompt, key) != NGX_OK) {
@@ -626,10 +638,11 @@ static ngx_int_t
 ngx_http_gi2_modapi_body(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_modapi_loc_conf_t *mlcf, ngx_str_t *body)
 {
-    size_t                    n;
+    size_t                    n, nimages, count;
     ngx_str_t                 consumer, hash;
     gi2_str_t                 model, c, *cp;
     gi2_field_t              *prompt;
+    gi2_modapi_image_t        image;
     ngx_http_gi2_loc_conf_t  *glcf;
 
     prompt = &ctx->req.field[GI2_F_PROMPT];
@@ -637,6 +650,24 @@ ngx_http_gi2_modapi_body(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     model.data = mlcf->model.data;
     model.len = mlcf->model.len;
     cp = NULL;
+    nimages = 0;
+    ngx_memzero(&image, sizeof(gi2_modapi_image_t));
+
+    if (mlcf->images && mlcf->format == GI2_MODAPI_OPENAI
+        && ctx->endpoint == NGX_HTTP_GI2_EDITS)
+    {
+        if (ngx_http_gi2_modapi_images(r, &image, &count) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        nimages = image.url.len ? 1 : 0;
+
+        if (count > nimages) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gi2: moderation service: %uz of %uz images of "
+                          "the edit sent", nimages, count);
+        }
+    }
 
     if (mlcf->format == GI2_MODAPI_GENERIC) {
 
@@ -655,8 +686,8 @@ ngx_http_gi2_modapi_body(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
         }
     }
 
-    n = gi2_modapi_request(mlcf->format, &prompt->value, &model, cp, NULL, 0,
-                           NULL);
+    n = gi2_modapi_request(mlcf->format, &prompt->value, &model, cp, &image,
+                           nimages, NULL);
 
     body->data = ngx_pnalloc(r->pool, n);
     if (body->data == NULL) {
@@ -664,7 +695,90 @@ ngx_http_gi2_modapi_body(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     }
 
     body->len = gi2_modapi_request(mlcf->format, &prompt->value, &model, cp,
-                                   NULL, 0, body->data);
+                                   &image, nimages, body->data);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The first image_url of an edit's images[], read from the body nginx
+ * kept (in memory or a temporary file, read in small steps); count is
+ * how many there were.
+ */
+
+static ngx_int_t
+ngx_http_gi2_modapi_images(ngx_http_request_t *r, gi2_modapi_image_t *image,
+    size_t *count)
+{
+    off_t                 off;
+    size_t                big;
+    ssize_t               n;
+    u_char               *buf;
+    ngx_buf_t            *b;
+    gi2_alloc_t           alloc;
+    ngx_chain_t          *cl;
+    gi2_modapi_images_t  *im;
+
+    ngx_memzero(image, sizeof(gi2_modapi_image_t));
+    *count = 0;
+
+    alloc.alloc = ngx_http_gi2_pool_alloc;
+    alloc.data = r->pool;
+    alloc.free = NULL;
+
+    im = gi2_modapi_images_create(NGX_HTTP_GI2_MODAPI_IMAGE_MAX, &alloc);
+    if (im == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = NULL;
+
+    for (cl = r->request_body ? r->request_body->bufs : NULL;
+         cl;
+         cl = cl->next)
+    {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            if (b->last > b->pos) {
+                (void) gi2_modapi_images_feed(im, b->pos, b->last - b->pos);
+            }
+
+            continue;
+        }
+
+        if (buf == NULL) {
+            buf = ngx_palloc(r->pool, NGX_HTTP_GI2_MODAPI_READ_CHUNK);
+            if (buf == NULL) {
+                gi2_modapi_images_destroy(im);
+                return NGX_ERROR;
+            }
+        }
+
+        for (off = b->file_pos; off < b->file_last; off += n) {
+            n = ngx_read_file(b->file, buf,
+                              ngx_min(NGX_HTTP_GI2_MODAPI_READ_CHUNK,
+                                      b->file_last - off),
+                              off);
+            if (n <= 0) {
+                gi2_modapi_images_destroy(im);
+                return NGX_ERROR;
+            }
+
+            (void) gi2_modapi_images_feed(im, buf, n);
+        }
+    }
+
+    gi2_modapi_images_result(im, &image->url, count, &big);
+    gi2_modapi_images_destroy(im);
+
+    if (big) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gi2: moderation service: %uz image URL(s) of the edit "
+                      "over %uz bytes not sent", big,
+                      (size_t) NGX_HTTP_GI2_MODAPI_IMAGE_MAX);
+    }
 
     return NGX_OK;
 }

@@ -140,6 +140,18 @@ my $conf = <<'EOF';
             gi2_moderation_api off;
             proxy_pass http://%%UPSTREAM%%;
         }
+        location /images/ {
+            gi2_moderation_images on;
+            gi2_moderation_cache zone=img:1m;
+            client_body_buffer_size 1k;
+            client_max_body_size 16m;
+            proxy_pass http://%%UPSTREAM%%;
+        }
+        location /genimages/ {
+            gi2_moderation_api http://%%MODAPI%%/check format=generic;
+            gi2_moderation_images on;
+            proxy_pass http://%%UPSTREAM%%;
+        }
         location /gi2off/ {
             gi2 off;
             proxy_pass http://%%UPSTREAM%%;
@@ -445,6 +457,58 @@ sub unavailable {
         . '"auto"}', 'rewrite: rewritten');
     is(one_call('rewrite')->{json}{input}, 'a cat', 'rewrite: asked');
     mod_is($r, { decision => 'rewrite', result => 'clean' }, 'rewrite');
+}
+
+# the images of an edit, with gi2_moderation_images on
+
+{
+    my $png = 'data:image/png;base64,' . ('iVBORw0KGgo' x 3000) . '=';
+    my $edit = json_encode({ model => 'gpt-image-1', prompt => 'make it blue',
+        images => [{ file_id => 'file-abc' }, { image_url => $png },
+            { image_url => 'https://example.test/second.png' }],
+        mask => { image_url => 'data:image/png;base64,bWFzaw==' } });
+    upstream_reset();
+    modapi_reset();
+    my $r = http_post('/images/v1/images/edits', $edit);
+    is($r->{status}, 200, 'edit with images: forwarded');
+    is((upstream_requests())[0]{body}, $edit,
+        'edit with images: upstream got it as sent');
+    my $m = one_call('edit with images');
+    is_deeply($m->{json}{input}, [{ type => 'text', text => 'make it blue' },
+        { type => 'image_url', image_url => { url => $png } }],
+        'edit with images: the text and the first image URL (from a body '
+        . 'in a temporary file)');
+    like(error_log(), qr/gi2: moderation service: 1 of 2 images of the edit sent/,
+        'edit with images: the error log says what was not sent');
+
+    modapi_reset();
+    $r = http_post('/images/v1/images/edits', $edit);
+    is(scalar modapi_requests(), 1, 'edit with images: not cached');
+    mod_is($r, { cached => '0' }, 'edit with images: not cached');
+
+    modapi_reset();
+    $r = http_post('/images/v1/images/edits', json_encode({
+        prompt => 'only ids', images => [{ file_id => 'file-abc' }] }));
+    is(one_call('edit with file ids')->{json}{input}, 'only ids',
+        'edit with only file ids: the text alone');
+
+    modapi_reset();
+    $r = http_post('/images/v1/images/generations',
+        json_encode({ prompt => 'a cat', images => [{ image_url => $png }] }));
+    is(one_call('generation')->{json}{input}, 'a cat',
+        'a generation: the text alone');
+
+    modapi_reset();
+    $r = http_post('/deny/v1/images/edits', $edit);
+    is(one_call('images off')->{json}{input}, 'make it blue',
+        'gi2_moderation_images off (the default): the text alone');
+
+    modapi_reset();
+    $r = http_post('/genimages/v1/images/edits',
+        json_encode({ prompt => 'generic-clean edit',
+            images => [{ image_url => $png }] }));
+    is_deeply([sort keys %{ one_call('generic')->{json} }],
+        [qw(consumer model prompt)], 'format=generic: no images');
 }
 
 # where the service is not in play
