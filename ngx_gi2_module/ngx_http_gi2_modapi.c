@@ -955,7 +955,7 @@ ngx_http_gi2_modapi_finish(ngx_http_gi2_modapi_call_t *call, CURLcode code)
     long                             status;
     ngx_int_t                        rc;
     ngx_uint_t                       result;
-    const char                      *why;
+    const char                      *why, *fail;
     ngx_connection_t                *c;
     ngx_http_request_t              *r;
     ngx_http_gi2_ctx_t              *ctx;
@@ -1007,12 +1007,20 @@ ngx_http_gi2_modapi_finish(ngx_http_gi2_modapi_call_t *call, CURLcode code)
         rc = ngx_http_gi2_modapi_verdict(r, ctx, mlcf, &call->result);
 
     } else {
-        ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "gi2: moderation service: %s (HTTP status %l, "
-                      "after %M ms); failing %s", why, status,
-                      ctx->modapi.ms,
-                      mlcf->fail == NGX_HTTP_GI2_MODAPI_FAIL_OPEN
-                      ? "open: forwarded unchecked" : "closed: 503");
+        fail = (mlcf->fail == NGX_HTTP_GI2_MODAPI_FAIL_OPEN)
+               ? "open: forwarded unchecked" : "closed: 503";
+
+        if (status) {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "gi2: moderation service: %s (HTTP status %l, "
+                          "after %M ms); failing %s", why, status,
+                          ctx->modapi.ms, fail);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "gi2: moderation service: %s (after %M ms); "
+                          "failing %s", why, ctx->modapi.ms, fail);
+        }
 
         rc = ngx_http_gi2_modapi_failed(r, ctx, mlcf, result);
     }
