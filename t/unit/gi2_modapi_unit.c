@@ -289,7 +289,8 @@ test_request_openai(void)
     const char  *images[] = { "data:image/png;base64,iVBORw0KGgo=",
                               "https://example.test/a \"b\".png" };
 
-    static const char  prompt[] = "a \"red\" square\nwith \\ and \x01 caf\xc3\xa9";
+    static const char  prompt[] =
+        "a \"red\" square\nwith \\ and \x01 caf\xc3\xa9";
 
     buf = unit_request(GI2_MODAPI_OPENAI, prompt, "omni-moderation-latest",
                        "ignored", NULL, 0, &len);
