@@ -15,14 +15,15 @@ MODULE := $(BUILD)/ngx_http_gi2_module.so
 
 # Debian packages the build, the tests and the bench need.
 DEB_BUILD := nginx nginx-dev libpcre2-dev libyajl-dev libutf8proc-dev \
-             libssl-dev zlib1g-dev gcc make pkg-config perl curl
+             libssl-dev zlib1g-dev libcurl4-openssl-dev gcc make pkg-config \
+             perl curl openssl
 DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
              lua-cjson python3
 # ... and the tests, beyond the build (t/151: the status page in a browser)
 DEB_TEST := chromium
 
 CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c \
-             gi2_resp.c)
+             gi2_resp.c gi2_modapi.c)
 NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
 CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
                -I ngx_gi2_module -I /usr/include/yajl
@@ -72,7 +73,14 @@ $(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_resp_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit
+$(BUILD)/gi2_modapi_unit: t/unit/gi2_modapi_unit.c t/unit/unit_tap.h \
+                          $(CORE_SRCS) ngx_gi2_module/gi2_core.h \
+                          ngx_gi2_module/gi2_modapi.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_modapi_unit.c $(CORE_SRCS) \
+	    $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_modapi_unit
 
 # the rule checker: the same core, no nginx
 $(CHECK): tools/gi2_check.c $(CHECK_SRCS) ngx_gi2_module/gi2_core.h | deps

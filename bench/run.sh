@@ -34,6 +34,9 @@
 #                response side below one of its targets)
 #   RESPONSE=0   skip the response side (bench/response.sh, run at the
 #                end when gi2 is measured; RSS_DUR, RSS_ROUNDS there)
+#   MODERATION=0 skip the external moderation service (bench/moderation.sh,
+#                run last when gi2 is measured; MOD_DUR, MOD_CONNS,
+#                MOD_DELAY there)
 #
 # Exit status: 0 done; 1 setup, sanity or measurement failure; 3 below
 # target (STRICT=1 only).
@@ -552,6 +555,22 @@ if [ "${RESPONSE:-1}" != 0 ]; then
         esac
     else
         echo "bench: response side skipped: gi2 is not in LOCS"
+    fi
+fi
+
+# --- the external moderation service: a call of 300 ms a request on one
+# worker (bench/moderation.sh, its own nginx and mock; needs lua-nginx)
+if [ "${MODERATION:-1}" != 0 ]; then
+    if has gi2 || has gi2k; then
+        rc=0
+        bash "$BENCH/moderation.sh" || rc=$?
+        case $rc in
+        0) ;;
+        3) BELOW=1 ;;
+        *) die "the moderation service bench failed" ;;
+        esac
+    else
+        echo "bench: moderation service skipped: gi2 is not in LOCS"
     fi
 fi
 

@@ -43,9 +43,6 @@ static ngx_int_t ngx_http_gi2_chain_read(ngx_http_request_t *r,
     off_t from, off_t to, u_char *dst);
 static ngx_int_t ngx_http_gi2_slice(ngx_http_request_t *r,
     ngx_chain_t ***last, off_t from, off_t to);
-static ngx_int_t ngx_http_gi2_reject(ngx_http_request_t *r,
-    ngx_http_gi2_ctx_t *ctx, ngx_uint_t status, const char *code,
-    const char *param, ngx_str_t *message);
 static void ngx_http_gi2_cleanup(void *data);
 
 
@@ -588,6 +585,25 @@ ngx_http_gi2_body_handler(ngx_http_request_t *r)
 
     ctx->done = 1;
 
+    /* what passed the local checks may go to the moderation service */
+
+    rc = ngx_http_gi2_modapi_check(r, ctx, rc);
+
+    if (rc == NGX_AGAIN) {
+        /* its answer resumes the request */
+        return;
+    }
+
+    ngx_http_gi2_resume(r, ctx, rc);
+}
+
+
+/* the decision is made: forward (NGX_DECLINED) or end the request */
+
+void
+ngx_http_gi2_resume(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_int_t rc)
+{
     if (rc == NGX_DECLINED) {
         ctx->status = NGX_DECLINED;
         r->preserve_body = 1;
@@ -1336,7 +1352,7 @@ ngx_http_gi2_slice(ngx_http_request_t *r, ngx_chain_t ***last, off_t from,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *param,
     ngx_str_t *message)
@@ -1346,6 +1362,7 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
+    const char       *type;
     ngx_table_elt_t  *h;
 
     ctx->decision = NGX_HTTP_GI2_REJECT;
@@ -1365,9 +1382,12 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 
     esc = ngx_escape_json(NULL, message->data, message->len);
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"invalid_request_"
-                 "error\",\"param\":,\"code\":\"\"}}\n") - 1
-          + message->len + esc + ngx_strlen(code)
+    /* a service gi2 depends on failed: a server error, worth a retry */
+    type = (status >= 500) ? "server_error" : "invalid_request_error";
+
+    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":,"
+                 "\"code\":\"\"}}\n") - 1
+          + message->len + esc + ngx_strlen(type) + ngx_strlen(code)
           + (param ? ngx_strlen(param) + 2 : 4);
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -1378,9 +1398,7 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     p = ngx_cpymem(b->last, "{\"error\":{\"message\":\"",
                    sizeof("{\"error\":{\"message\":\"") - 1);
     p = (u_char *) ngx_escape_json(p, message->data, message->len);
-    p = ngx_cpymem(p, "\",\"type\":\"invalid_request_error\",\"param\":",
-                   sizeof("\",\"type\":\"invalid_request_error\",\"param\":")
-                   - 1);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":", type);
 
     if (param) {
         p = ngx_sprintf(p, "\"%s\"", param);
@@ -1397,14 +1415,16 @@ ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 
     /* the OpenAI SDKs honour this: a policy answer is not worth a retry */
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    if (status < 500) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-should-retry");
-    ngx_str_set(&h->value, "false");
+        h->hash = 1;
+        ngx_str_set(&h->key, "x-should-retry");
+        ngx_str_set(&h->value, "false");
+    }
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;

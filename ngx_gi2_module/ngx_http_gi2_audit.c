@@ -882,6 +882,7 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_msec_int_t             ms;
     size_t                     plen;
     const u_char              *pd;
+    const char                *mres;
     ngx_time_t                *tp;
     ngx_http_gi2_json_t        j, *w;
     const gi2_image_t         *img;
@@ -1032,7 +1033,9 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
         ngx_http_gi2_json_kcstr(w, "code", res->error_code);
 
     } else if (ctx->reject_code) {
-        ngx_http_gi2_json_kcstr(w, "type", "invalid_request_error");
+        ngx_http_gi2_json_kcstr(w, "type", status >= 500
+                                           ? "server_error"
+                                           : "invalid_request_error");
         ngx_http_gi2_json_kcstr(w, "code", ctx->reject_code);
 
     } else {
@@ -1147,6 +1150,23 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
                            ctx->req.field[GI2_F_MODERATION].value.len);
     ngx_http_gi2_json_kstr(w, "effective", ctx->moderation_effective.data,
                            ctx->moderation_effective.len);
+
+    /* the external moderation service (ngx_http_gi2_modapi.c) */
+
+    mres = ngx_http_gi2_modapi_result(r, ctx);
+    ngx_http_gi2_json_kcstr(w, "result", mres);
+    ngx_http_gi2_json_key(w, "cached");
+    ngx_http_gi2_json_raw(w,
+        (ctx->modapi.result != NGX_HTTP_GI2_MODAPI_CLEAN
+         && ctx->modapi.result != NGX_HTTP_GI2_MODAPI_FLAGGED) ? "null"
+        : ctx->modapi.cached ? "true" : "false");
+    ngx_http_gi2_json_open(w, "flagged_categories", '[');
+    if (ctx->modapi.categories.len) {
+        ngx_http_gi2_json_split(w, (char *) ctx->modapi.categories.data);
+    }
+    ngx_http_gi2_json_close(w, ']');
+    ngx_http_gi2_json_knum(w, "ms", ctx->modapi.timed
+                                    ? (int64_t) ctx->modapi.ms : -1);
     ngx_http_gi2_json_close(w, '}');
 
     ngx_http_gi2_json_open(w, "exception", '{');

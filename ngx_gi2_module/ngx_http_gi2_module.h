@@ -49,6 +49,14 @@
 #define NGX_HTTP_GI2_GENERATIONS     1
 #define NGX_HTTP_GI2_EDITS           2
 
+/* what the external moderation service said (ngx_http_gi2_modapi.c) */
+#define NGX_HTTP_GI2_MODAPI_NONE       0
+#define NGX_HTTP_GI2_MODAPI_CLEAN      1
+#define NGX_HTTP_GI2_MODAPI_FLAGGED    2
+#define NGX_HTTP_GI2_MODAPI_ERROR      3
+#define NGX_HTTP_GI2_MODAPI_TIMEOUT    4
+#define NGX_HTTP_GI2_MODAPI_CANCELLED  5
+
 
 typedef struct {
     off_t                       from;
@@ -112,6 +120,16 @@ typedef struct {
 
 
 typedef struct {
+    void                       *call;          /* in flight */
+    ngx_uint_t                  result;        /* NGX_HTTP_GI2_MODAPI_* */
+    ngx_str_t                   categories;    /* flagged, comma-separated */
+    ngx_msec_t                  ms;
+    unsigned                    cached:1;
+    unsigned                    timed:1;       /* ms is known */
+} ngx_http_gi2_modapi_state_t;
+
+
+typedef struct {
     ngx_int_t                   status;        /* for the phase re-entry */
 
     gi2_req_parser_t           *parser;
@@ -129,6 +147,8 @@ typedef struct {
 
     ngx_http_gi2_edit_t         edits[2];
     ngx_uint_t                  nedits;
+
+    ngx_http_gi2_modapi_state_t  modapi;
 
     /* the response side */
     void                       *resp;          /* gi2_resp_t */
@@ -176,9 +196,19 @@ ngx_int_t ngx_http_gi2_log_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_gi2_hmac(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, u_char *data, size_t len,
     ngx_str_t *out);
+void ngx_http_gi2_resume(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_int_t rc);
+ngx_int_t ngx_http_gi2_reject(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *param,
+    ngx_str_t *message);
+ngx_int_t ngx_http_gi2_modapi_check(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_int_t rc);
+const char *ngx_http_gi2_modapi_result(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
 
 
 extern ngx_module_t                    ngx_http_gi2_module;
+extern ngx_module_t                    ngx_http_gi2_modapi_module;
 extern ngx_int_t                       ngx_http_gi2_request_id_index;
 extern ngx_http_request_body_filter_pt ngx_http_gi2_next_request_body_filter;
 

@@ -362,7 +362,12 @@ my $JSON_CT = [['Content-Type', 'application/json'],
 
 write_file('gi2.key', "0123456789abcdef0123456789abcdef\n");
 
-gi2_start(<<'EOF');
+# the external moderation service: a mock that flags "violent"
+modapi_set(default => { json => modapi_answer(0, { violence => [0, 0.01] }) },
+    match => [['violent', { json => modapi_answer(1,
+        { violence => [1, 0.93], hate => [0, 0.02] }) }]]);
+
+my $CONF = <<'EOF';
     map $gi2_decision $gi2_audit {
         ""       0;
         default  1;
@@ -397,8 +402,17 @@ gi2_start(<<'EOF');
         location /down/ {
             proxy_pass http://127.0.0.1:%%PORT2%%;
         }
+
+        location /modapi/ {
+            gi2_moderation_api http://%%MODAPI%%/v1/moderations;
+            gi2_moderation_cache zone=elk_verdicts:1m;
+            proxy_pass http://%%UPSTREAM%%;
+        }
     }
 EOF
+my $MODAPI = modapi_addr();
+$CONF =~ s/%%MODAPI%%/$MODAPI/g;
+gi2_start($CONF);
 
 my $AUDIT = prefix() . '/gi2-audit.log';
 my $RAW = prefix() . '/gi2-raw.log';
@@ -945,7 +959,56 @@ run_case(
     expect => { 'client.ip' => undef },
 );
 
-# 19. a request gi2 does not inspect still gets a record (no blank lines)
+# 19-21. the external moderation service: flagged, clean, clean again
+# from the cache
+
+run_case(
+    name => 'moderation service: flagged',
+    path => "/modapi$GEN",
+    body => '{"model":"gpt-image-1","prompt":"a violent cat"}',
+    status => 400,
+    expect => {
+        'event.type' => ['access', 'denied'],
+        'event.reason' => 'gi2_prompt_rejected',
+        'gi2.reject_code' => 'gi2_prompt_rejected',
+        'rule.id' => [],
+        'gi2.moderation.result' => 'flagged',
+        'gi2.moderation.cached' => 'false',
+        'gi2.moderation.flagged_categories' => ['violence'],
+        'gi2.upstream.status' => undef,
+    },
+    check => sub {
+        my ($o) = @_;
+        like(jget($o, 'gi2.moderation.ms') // 'null', qr/^\d+$/,
+            'moderation service: ms is an integer');
+    },
+);
+
+for my $cached ('false', 'true') {
+    run_case(
+        name => "moderation service: clean, cached $cached",
+        path => "/modapi$GEN",
+        body => '{"model":"gpt-image-1","prompt":"a calm cat"}',
+        upstream => { status => 200, headers => $JSON_CT,
+            body => qq({"created":1,"data":[{"b64_json":"$B64_1"}]}) },
+        status => 200,
+        expect => {
+            'gi2.decision' => 'allow',
+            'gi2.moderation.result' => 'clean',
+            'gi2.moderation.cached' => $cached,
+            'gi2.moderation.flagged_categories' => [],
+        },
+    );
+}
+
+{
+    my $rec = $RECORDS[0]{obj};
+    is_deeply([map { jget($rec, "gi2.moderation.$_") } qw(result cached
+        flagged_categories ms)], [undef, undef, [], undef],
+        'no moderation service in the location: its fields are null');
+}
+
+# 22. a request gi2 does not inspect still gets a record (no blank lines)
 
 {
     my @raw_before = lines_of($RAW);
@@ -973,7 +1036,7 @@ run_case(
 my $nrec = scalar @RECORDS;
 my $nkeys = scalar keys %FIELDS;
 note("$nrec records, $nkeys distinct key paths");
-ok($nrec >= 18, "$nrec records checked");
+ok($nrec >= 21, "$nrec records checked");
 
 for my $p (sort keys %FIELDS) {
     my @bad = mapping_problems($p, $FIELDS{$p});

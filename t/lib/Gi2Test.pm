@@ -24,6 +24,11 @@ package Gi2Test;
 #                                the response-side variables of a request
 #   img_png / img_jpeg / img_webp  small images with real headers
 #   worker_pid() / proc_kb($pid, 'VmRSS')  the worker and its memory
+#   worker_pids() / gi2_reload()  the workers; nginx -s reload
+#   modapi_addr() / modapi_set(...) / modapi_requests() / modapi_reset()
+#                                a mock moderation service (keep-alive,
+#                                a process a connection) that records
+#                                what it receives
 
 use strict;
 use warnings;
@@ -52,8 +57,10 @@ our @EXPORT = qw(
     access_log_lines log_for error_log error_log_clean
     json_decode json_encode is_rejection is_passed_exact
     no_upstream one_upstream log_is LOG_FIELDS
-    img_png img_jpeg img_webp worker_pid proc_kb
+    img_png img_jpeg img_webp worker_pid worker_pids proc_kb gi2_reload
     audit_http audit_server audit_for rec_get rec_plain
+    modapi_addr modapi_set modapi_requests modapi_reset modapi_stop
+    modapi_answer
 );
 
 my $REPO = dirname(dirname(dirname(abs_path(__FILE__))));
@@ -271,6 +278,7 @@ sub gi2_start {
     my ($rc, $out) = run_capture($NGINX, '-p', "$p/", '-c', $conf,
         '-e', "$p/error.log");
     die "nginx failed to start ($rc): $out\n" . error_tail() if $rc;
+    $S{conf} = $conf;
     $S{running} = 1;
     wait_pid_file(1) or die "no pid file\n" . error_tail();
     wait_port(port(1)) or die "port " . port(1) . " not open\n"
@@ -1058,9 +1066,15 @@ sub img_webp {
 
 # The pid of the (single) worker of the running nginx, or undef.
 sub worker_pid {
+    my @pids = worker_pids();
+    return @pids == 1 ? $pids[0] : undef;
+}
+
+# The pids of the running nginx's workers (shutting down ones too).
+sub worker_pids {
     my $master = read_file(prefix() . '/nginx.pid') // '';
-    ($master) = $master =~ /^(\d+)/ or return undef;
-    opendir my $dh, '/proc' or return undef;
+    ($master) = $master =~ /^(\d+)/ or return ();
+    opendir my $dh, '/proc' or return ();
     my @pids;
     for my $pid (grep { /^\d+$/ } readdir $dh) {
         my $stat = read_file("/proc/$pid/stat") // next;
@@ -1069,7 +1083,23 @@ sub worker_pid {
         push @pids, $pid if $ppid == $master && $cmd =~ /worker process/;
     }
     closedir $dh;
-    return @pids == 1 ? $pids[0] : undef;
+    return sort { $a <=> $b } @pids;
+}
+
+# nginx -s reload, then waits for a worker of the new generation.
+# Returns the old workers' pids (they may still be finishing requests).
+sub gi2_reload {
+    my $p = prefix();
+    my %old = map { $_ => 1 } worker_pids();
+    my ($rc, $out) = run_capture($NGINX, '-p', "$p/", '-c', $S{conf},
+        '-e', "$p/error.log", '-s', 'reload');
+    die "nginx -s reload failed ($rc): $out" if $rc;
+    my $end = time() + $TIMEOUT;
+    while (time() < $end) {
+        last if grep { !$old{$_} } worker_pids();
+        sleep(0.02);
+    }
+    return sort keys %old;
 }
 
 # A field of /proc/PID/status in kB (VmRSS, VmHWM, ...), or undef.
@@ -1079,10 +1109,199 @@ sub proc_kb {
     return $st =~ /^\Q$field\E:\s+(\d+)\s+kB/m ? $1 : undef;
 }
 
+###########################################################################
+# mock moderation service
+#
+# One process a connection, so that connections stay open between
+# requests (keep-alive, as curl keeps them) and slow answers do not hold
+# up others.  What it answers is read from modapi.json for each request:
+#
+#   modapi_set(default => {spec}, match => [[substring, {spec}], ...],
+#              uri => {path => {spec}})
+#
+# a path of uri wins, then the first match whose substring is in the
+# request's input (or prompt).  A spec: status (200), body (bytes) or json (a structure),
+# headers ([[name, value]]), delay (seconds before answering; a client
+# that goes away meanwhile is recorded as aborted), reset (a TCP reset
+# instead of an answer), close (a close instead of an answer), size (a
+# body of that many bytes), no_length (no Content-Length: the close ends
+# the body).  Each request is recorded: method, uri,
+# headers, body, json (the decoded body), conn (which connection),
+# time (when it was read), answered (when the answer went), aborted.
+
+sub modapi_dir { return prefix() . '/modapi' }
+
+sub modapi_start {
+    return $S{mport} if $S{mport};
+    my $dir = modapi_dir();
+    mkdir $dir unless -d $dir;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => 0, Proto => 'tcp', Listen => 256, ReuseAddr => 1)
+        or die "modapi listen: $!";
+    my $parent = $$;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        $SIG{CHLD} = 'IGNORE';
+        my $server = $$;
+        while (getppid() == $parent) {
+            next unless IO::Select->new($l)->can_read(0.5);
+            my $c = $l->accept or next;
+            my $child = fork();
+            if (defined $child && $child == 0) {
+                close $l;
+                eval { modapi_conn($c, $dir, $server) };
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    $S{mport} = $l->sockport;
+    $S{mpid} = $pid;
+    close $l;
+    return $S{mport};
+}
+
+sub modapi_addr { return '127.0.0.1:' . modapi_start() }
+
+sub modapi_stop {
+    return unless $S{mpid};
+    kill 'TERM', $S{mpid};
+    waitpid($S{mpid}, 0);
+    delete $S{mpid};
+    delete $S{mport};
+}
+
+sub modapi_set {
+    my (%r) = @_;
+    write_file(prefix() . '/modapi.json', $JSON->encode(\%r));
+}
+
+# An OpenAI moderation answer: modapi_answer(flagged, {category =>
+# [flag, score]}).
+sub modapi_answer {
+    my ($flagged, $cats) = @_;
+    my (%c, %s);
+    for my $k (keys %{ $cats || {} }) {
+        $c{$k} = $cats->{$k}[0] ? JSON::PP::true : JSON::PP::false;
+        $s{$k} = $cats->{$k}[1] + 0;
+    }
+    return { id => 'modr-test', model => 'omni-moderation-latest',
+        results => [{ flagged => $flagged ? JSON::PP::true : JSON::PP::false,
+            categories => \%c, category_scores => \%s }] };
+}
+
+sub modapi_conn {
+    my ($c, $dir, $server) = @_;
+    my $conn = $$ . ':' . $c->peerport;
+    my $n = 0;
+    my $rd = reader($c);
+    while (1) {
+        # wait for the next request, or the end of the connection
+        my $sel = IO::Select->new($c);
+        my $ready;
+        while (!$ready) {
+            return if getppid() != $server;
+            $ready = $sel->can_read(0.5);
+        }
+        my $line = $rd->{line}->();
+        return unless defined $line && length $line;
+        my ($method, $uri) = split / /, $line;
+        my ($headers) = read_headers($rd);
+        my ($body) = read_body($rd, $headers);
+        my $json = json_decode($body);
+        my $rec = { method => $method, uri => $uri, headers => $headers,
+            body => $body, json => $json, conn => $conn, seq => ++$n,
+            time => time() };
+        my $name = sprintf('%s/%.6f-%d-%d.json', $dir, time(), $$, $n);
+        write_file("$name.tmp", $JSON->encode($rec));
+        rename "$name.tmp", $name or die "rename: $!";
+
+        my $spec = modapi_spec($json, $uri);
+        if ($spec->{delay}) {
+            # a client that goes away meanwhile closes its end
+            my $end = time() + $spec->{delay};
+            while ((my $left = $end - time()) > 0) {
+                next unless $sel->can_read($left);
+                my $peek = '';
+                my $got = recv($c, $peek, 1, POSIX::MSG_PEEK());
+                if (!defined $got || $peek eq '') {
+                    write_file("$name.aborted", '1');
+                    return;
+                }
+                sleep(0.01);
+            }
+        }
+        if ($spec->{reset}) {
+            setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+            close $c;
+            return;
+        }
+        return if $spec->{close};
+        my $status = $spec->{status} || 200;
+        my $out = defined $spec->{body} ? $spec->{body}
+            : $spec->{json} ? $JSON->encode($spec->{json})
+            : $spec->{size} ? '{"pad":"' . ('x' x $spec->{size}) . '"}'
+            : $JSON->encode(modapi_answer(0, {}));
+        my @h = @{ $spec->{headers} || [['Content-Type', 'application/json']] };
+        my $head = "HTTP/1.1 $status X\r\n"
+            . join('', map { "$_->[0]: $_->[1]\r\n" } @h)
+            . ($spec->{no_length} ? "Connection: close\r\n\r\n"
+                : 'Content-Length: ' . length($out) . "\r\n\r\n");
+        syswrite_all($c, $head . $out) or return;
+        write_file("$name.answered", time());
+        return if $spec->{no_length};
+    }
+}
+
+sub modapi_spec {
+    my ($json, $uri) = @_;
+    my $cfg = json_decode(read_file(prefix() . '/modapi.json') // '') || {};
+    return $cfg->{uri}{$uri} if $cfg->{uri} && $cfg->{uri}{$uri};
+    my $text = '';
+    if (ref $json eq 'HASH') {
+        my $in = $json->{input} // $json->{prompt} // '';
+        $in = join(' ', map { ref $_ eq 'HASH' ? ($_->{text} // '') : $_ }
+            @$in) if ref $in eq 'ARRAY';
+        $text = $in;
+    }
+    for my $m (@{ $cfg->{match} || [] }) {
+        return $m->[1] if index($text, $m->[0]) >= 0;
+    }
+    return $cfg->{default} || {};
+}
+
+# Every request the service received, in order: {method, uri, headers
+# (lower-case name => [values]), body, json, conn, seq, time, answered,
+# aborted}.
+sub modapi_requests {
+    my $dir = modapi_dir();
+    opendir my $dh, $dir or return ();
+    my @files = sort grep { /^[\d.]+-\d+-\d+\.json$/ } readdir $dh;
+    closedir $dh;
+    my @recs;
+    for my $f (@files) {
+        my $rec = json_decode(read_file("$dir/$f")) or next;
+        $rec->{aborted} = -e "$dir/$f.aborted" ? 1 : 0;
+        $rec->{answered} = read_file("$dir/$f.answered");
+        push @recs, $rec;
+    }
+    return @recs;
+}
+
+sub modapi_reset {
+    my $dir = modapi_dir();
+    opendir my $dh, $dir or return;
+    unlink map { "$dir/$_" } grep { /\.json/ } readdir $dh;
+    closedir $dh;
+}
+
 END {
     local $?;
     gi2_stop();
     upstream_stop();
+    modapi_stop();
 }
 
 1;
