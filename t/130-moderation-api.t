@@ -205,16 +205,23 @@ gi2_start($conf);
 my @MOD_FIELDS = qw(t status decision code result cached categories ms
     rules);
 
-# The mod.log line of a request.
+# The mod.log line of a request: nginx writes it beside the access log
+# line, so it is waited for as log_for waits for that one.
 sub modlog {
     my ($res) = @_;
     log_for($res);
-    for my $l (reverse split /\n/, read_file(prefix() . '/mod.log') // '') {
-        my %e;
-        @e{@MOD_FIELDS} = split /\|/, $l, -1;
-        return \%e if $e{t} eq $res->{id};
+    my $end = time() + 10;
+    while (1) {
+        for my $l (reverse split /\n/,
+            read_file(prefix() . '/mod.log') // '')
+        {
+            my %e;
+            @e{@MOD_FIELDS} = split /\|/, $l, -1;
+            return \%e if $e{t} eq $res->{id};
+        }
+        return {} if time() > $end;
+        select(undef, undef, undef, 0.02);
     }
-    return {};
 }
 
 sub call {
