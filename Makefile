@@ -18,7 +18,7 @@ DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
              lua-cjson python3
 
 CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c \
-             gi2_resp.c)
+             gi2_resp.c gi2_multipart.c)
 NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
 CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
                -I ngx_gi2_module -I /usr/include/yajl
@@ -62,7 +62,14 @@ $(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_resp_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit
+$(BUILD)/gi2_multipart_unit: t/unit/gi2_multipart_unit.c t/unit/unit_tap.h \
+                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h \
+                             ngx_gi2_module/gi2_multipart.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_multipart_unit.c $(CORE_SRCS) \
+	    $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_multipart_unit
 
 test: module unit
 	prove -r t/
