@@ -69,7 +69,14 @@ $(BUILD)/gi2_multipart_unit: t/unit/gi2_multipart_unit.c t/unit/unit_tap.h \
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_multipart_unit.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_multipart_unit
+$(BUILD)/gi2_responses_unit: t/unit/gi2_responses_unit.c t/unit/unit_tap.h \
+                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_responses_unit.c $(CORE_SRCS) \
+	    $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_multipart_unit \
+      $(BUILD)/gi2_responses_unit
 
 test: module unit
 	prove -r t/
