@@ -925,7 +925,9 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     w = &j;
 
     status = r->headers_out.status;
-    upstream_error = (res != NULL && res->error_type[0] != '\0');
+    /* the Responses API's error events may have a code and no type */
+    upstream_error = (res != NULL && (res->error_type[0] != '\0'
+                                      || res->error_code[0] != '\0'));
 
     ngx_http_gi2_json_open(w, NULL, '{');
 
