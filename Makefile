@@ -26,7 +26,7 @@ CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc -lcrypto
 WERROR_OPT := -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers
 
-.PHONY: all deps deps-bench module unit test run stop bench clean
+.PHONY: all deps deps-bench module unit test run stop bench soak clean
 
 all: module unit
 
@@ -89,6 +89,10 @@ stop:
 
 bench: deps-bench module
 	@bash bench/run.sh
+
+# SOAK_DUR=600 (seconds) by default; see bench/soak.sh
+soak: deps-bench module
+	@bash bench/soak.sh
 
 clean:
 	rm -rf $(BUILD)

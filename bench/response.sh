@@ -599,9 +599,16 @@ for s in "${SIZES[@]}"; do
     fi
 done
 
-read -r _ scan_passes _ <<< "$SCAN"
+read -r _ scan_passes _ sha_us <<< "$SCAN"
 echo "inspection: $SCAN_MBPS MB/s of response (scanner alone: resp_speed," \
     "median of $scan_passes passes over the 8 MB answer in 16 KB pieces)"
+awk -v s="$sha_us" -v b="${PNGLEN[8m]}" -v p="$(median <<< "${CPU[plain,8m]}")" \
+    'BEGIN { printf "of which SHA-256 of the %.1f MB PNG alone (one OpenSSL" \
+                    " call): %.0f us per 8 MB answer (%.0f MB/s), %.0f%% of" \
+                    " plain'"'"'s worker CPU per answer; hashed on the" \
+                    " worker'"'"'s thread, it bounds gi2 near %.2fx plain where" \
+                    " the worker is the bottleneck\n", b / 1e6, s,
+                    b / s, s * 100 / p, p / (p + s) }'
 echo "audit: $aok gi2 records with the PNG's SHA-256 ($acut cut when wrk" \
     "stopped); upstream answers buffered to a temporary file:" \
     "$TMPWARN times during the measurements"

@@ -172,5 +172,12 @@ void gi2_resp_destroy(gi2_resp_t *r);
 /* bytes per scanner, all of them from the caller's allocator */
 size_t gi2_resp_memory(void);
 
+/*
+ * The base64 decoder's vector path (AVX2 on x86-64, chosen at run time by
+ * the CPU): on = 1 uses it when the CPU has it, 0 never, -1 only asks.
+ * Returns whether it is in use.  Tests compare both paths.
+ */
+int gi2_resp_simd(int on);
+
 
 #endif /* _GI2_RESP_H_INCLUDED_ */

@@ -121,6 +121,7 @@ static void test_splits(void);
 static void test_fuzz(void);
 static void test_api(void);
 static void test_large(void);
+static void test_simd(void);
 
 
 static uint64_t      unit_state;
@@ -2490,6 +2491,125 @@ test_large(void)
     buf_free(&body);
 }
 
+/*
+ * The vector base64 path against the scalar one: random images in
+ * base64 with, at random places, escaped slashes, \u escapes of digits,
+ * stray characters, '=' and spaces, each scanned whole (the vector path
+ * takes 32 characters a step) with the vector path on and off, and in
+ * random pieces with it on.  Clean ones are also checked against SHA-256
+ * of the raw bytes.
+ */
+
+static void
+test_simd(void)
+{
+    int                 simd, diff, clean;
+    char                why[200];
+    size_t              i, j, n, at, bad_cases;
+    unsigned char       md[32];
+    unit_buf_t          raw = { NULL, 0, 0 }, b64 = { NULL, 0, 0 };
+    unit_buf_t          body = { NULL, 0, 0 };
+    gi2_resp_result_t  *vec, *sca, *pie;
+    static const char  *noise[] = {
+        "\\/", "\\u0041", "\\u002f", " ", "*", "-", "_", "=", "==", "A=",
+        "\\n", "~", "\\\\", "\xc3\xa9"
+    };
+
+    simd = gi2_resp_simd(-1);
+
+    if (!simd) {
+        unit_ok(1, "simd: no vector path on this CPU; scalar only");
+        return;
+    }
+
+    vec = malloc(sizeof(gi2_resp_result_t));
+    sca = malloc(sizeof(gi2_resp_result_t));
+    pie = malloc(sizeof(gi2_resp_result_t));
+
+    if (vec == NULL || sca == NULL || pie == NULL) {
+        exit(2);
+    }
+
+    diff = 0;
+    bad_cases = 0;
+
+    for (i = 0; i < 400; i++) {
+        unit_srand(unit_seed + 1000 + i);
+
+        raw.len = 0;
+        b64.len = 0;
+        body.len = 0;
+
+        buf_random(&raw, unit_rnd(4000));
+        buf_b64(&b64, raw.p, raw.len, (i & 1) ? UNIT_SLASH : 0);
+
+        buf_str(&body, "{\"data\":[{\"b64_json\":\"");
+
+        clean = (i % 4 == 0);
+        at = 0;
+
+        for (j = 0; !clean && j < 1 + unit_rnd(4); j++) {
+            n = at + unit_rnd(b64.len - at + 1);
+
+            /* never split an escape the encoder wrote */
+            while (n > at && n < b64.len && b64.p[n - 1] == '\\') {
+                n--;
+            }
+
+            buf_put(&body, b64.p + at, n - at);
+            buf_str(&body, noise[unit_rnd(sizeof(noise) / sizeof(noise[0]))]);
+            at = n;
+        }
+
+        buf_put(&body, b64.p + at, b64.len - at);
+        buf_str(&body, "\"}]}");
+
+        gi2_resp_simd(1);
+        scan(0, &body, UNIT_WHOLE, 0, vec);
+        scan(0, &body, UNIT_RANDOM, i, pie);
+        gi2_resp_simd(0);
+        scan(0, &body, UNIT_WHOLE, 0, sca);
+        gi2_resp_simd(1);
+
+        if (result_diff(vec, sca, why, sizeof(why))
+            || result_diff(vec, pie, why, sizeof(why)))
+        {
+            if (diff++ < 3) {
+                unit_diag("simd: case %zu differs: %s", i, why);
+            }
+        }
+
+        if (vec->image[0].bad_base64) {
+            bad_cases++;
+        }
+
+        if (clean) {
+            SHA256(raw.p, raw.len, md);
+
+            if (vec->nimages != 1 || vec->image[0].bad_base64
+                || vec->image[0].bytes != raw.len
+                || memcmp(md, vec->image[0].sha256, 32) != 0)
+            {
+                if (diff++ < 3) {
+                    unit_diag("simd: clean case %zu: wrong hash or size", i);
+                }
+            }
+        }
+    }
+
+    unit_ok(diff == 0, "simd: 400 cases, vector == scalar == pieces, "
+            "clean ones == SHA-256 of the raw bytes");
+    unit_ok(bad_cases > 200,
+            "simd: the noise made %zu of 400 cases bad base64", bad_cases);
+
+    free(vec);
+    free(sca);
+    free(pie);
+    buf_free(&raw);
+    buf_free(&b64);
+    buf_free(&body);
+}
+
 
 int
 main(void)
@@ -2524,6 +2644,7 @@ main(void)
     test_splits();
     test_fuzz();
     test_large();
+    test_simd();
 
     unit_ok(unit_heap.live == 0, "every scanner freed");
 
