@@ -57,14 +57,20 @@ EOF
 
 gi2_start(audit_http() . <<"EOF");
     gi2_hash_key_file %%PREFIX%%/gi2.key;
+    gi2_rule r_nude deny sexual "\\bnude\\b";
+    gi2_rule f_gun flag weapons "\\bgun\\b";
+    gi2_exception EXC-1;
+    client_max_body_size 100m;
     server {
         listen 127.0.0.1:%%PORT%%;
 @{[ audit_server() ]}
         gi2 on;
-        client_max_body_size 100m;
-        gi2_rule r_nude deny sexual "\\bnude\\b";
-        gi2_rule f_gun flag weapons "\\bgun\\b";
-        gi2_exception EXC-1;
+$LOCS
+    }
+    server {
+        listen 127.0.0.1:%%PORT2%% http2;
+@{[ audit_server() ]}
+        gi2 on;
 $LOCS
     }
 EOF
@@ -532,7 +538,66 @@ sub test_invalid {
     no_upstream('multipart to responses');
 }
 
+# curl -F: the multipart form of a real client (with Expect:
+# 100-continue for a large body), over HTTP/1.1 and HTTP/2
+
+sub curl_form {
+    my ($url, $id, @args) = @_;
+    my $p = prefix();
+    unlink "$p/curl.out";
+    open(my $fh, '-|', 'curl', '-s', '-o', "$p/curl.out", '-w',
+        '%{http_code}', '-H', "X-T: $id", @args, $url) or die "curl: $!";
+    local $/;
+    my $code = <$fh> // '';
+    close $fh;
+    return ($code, read_file("$p/curl.out") // '');
+}
+
+sub test_curl {
+    my $p = prefix();
+    my $img = "\x89PNG\r\n\x1a\n" . pattern(11, 2 * 1024 * 1024);
+    my $mask = pattern(12, 3000);
+    write_file('curl-image.png', $img);
+    write_file('curl-mask.png', $mask);
+    my @form = ('-F', 'model=gpt-image-1', '-F', 'prompt=a lighthouse',
+        '-F', "image[]=\@$p/curl-image.png;type=image/png",
+        '-F', "mask=\@$p/curl-mask.png;type=image/png",
+        '-F', 'moderation=low');
+    my @h2 = have_curl_h2() ? ([port(2), '--http2-prior-knowledge']) : ();
+    for my $via ([port(1)], @h2) {
+        my ($port, @opt) = @$via;
+        my $name = @opt ? 'curl -F over h2' : 'curl -F';
+        upstream_reset();
+        my ($code, $out) = curl_form(
+            "http://127.0.0.1:$port/rewrite$EDIT", "curl$port", @opt, @form);
+        is($code, 200, "$name: status 200") or diag($out);
+        my $u = one_upstream($name);
+        my $body = $u->{body} // '';
+        like(($u->{headers}{'content-type'} || [''])->[0],
+            qr{^multipart/form-data; boundary=-+\w+$},
+            "$name: curl's own boundary");
+        like($body, qr/name="moderation"\r\n\r\nauto\r\n/,
+            "$name: moderation rewritten");
+        is(($u->{headers}{'content-length'} || [])->[0], length $body,
+            "$name: upstream content-length");
+        ok(index($body, $img) > 0, "$name: the image passed unchanged");
+        my $a = audit_for("curl$port");
+        is($a->{v}{input_image_sha256},
+            sha256_hex($img) . ',' . sha256_hex($mask),
+            "$name: hashes of the files");
+
+        upstream_reset();
+        ($code, $out) = curl_form("http://127.0.0.1:$port$EDIT",
+            "curl${port}d", @opt, '-F', 'prompt=a nude',
+            '-F', "image=\@$p/curl-image.png");
+        is($code, 400, "$name: deny");
+        like($out, qr/"code":"gi2_prompt_rejected"/, "$name: deny code");
+        no_upstream("$name: deny");
+    }
+}
+
 test_big();
+test_curl();
 test_allow();
 test_rules();
 test_moderation();
