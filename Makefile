@@ -23,7 +23,7 @@ DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
 DEB_TEST := chromium
 
 CORE_SRCS := $(addprefix ngx_gi2_module/,gi2_norm.c gi2_req.c gi2_match.c \
-             gi2_resp.c gi2_modapi.c)
+             gi2_resp.c gi2_modapi.c gi2_multipart.c)
 NGX_SRCS := $(wildcard ngx_gi2_module/*.c ngx_gi2_module/*.h) config
 CORE_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Werror \
                -I ngx_gi2_module -I /usr/include/yajl
@@ -80,7 +80,21 @@ $(BUILD)/gi2_modapi_unit: t/unit/gi2_modapi_unit.c t/unit/unit_tap.h \
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_modapi_unit.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_modapi_unit
+$(BUILD)/gi2_multipart_unit: t/unit/gi2_multipart_unit.c t/unit/unit_tap.h \
+                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h \
+                             ngx_gi2_module/gi2_multipart.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_multipart_unit.c $(CORE_SRCS) \
+	    $(CORE_LIBS)
+
+$(BUILD)/gi2_responses_unit: t/unit/gi2_responses_unit.c t/unit/unit_tap.h \
+                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_responses_unit.c $(CORE_SRCS) \
+	    $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(BUILD)/gi2_modapi_unit \
+      $(BUILD)/gi2_multipart_unit $(BUILD)/gi2_responses_unit
 
 # the rule checker: the same core, no nginx
 $(CHECK): tools/gi2_check.c $(CHECK_SRCS) ngx_gi2_module/gi2_core.h | deps

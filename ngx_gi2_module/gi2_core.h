@@ -84,16 +84,41 @@ typedef enum {
     GI2_T_COMPOUND        /* object or array */
 } gi2_type_e;
 
+/* the longest prompt (or Responses API text) screened: 1 MiB */
+#define GI2_PROMPT_MAX   1048576
+
 typedef struct {
     gi2_type_e            type;
     gi2_str_t             value;      /* decoded string or number text */
     uint64_t              key_end;    /* body offset just after the key */
     uint64_t              value_end;  /* body offset just after a scalar */
+
+    /* multipart only: the value's bytes, and the whole part's */
+    uint64_t              value_start;
+    uint64_t              part_start; /* its delimiter's "--" */
+    uint64_t              part_end;   /* the next delimiter's "--" */
 } gi2_field_t;
+
+/* an image or mask part of a multipart body */
+typedef struct {
+    unsigned char         sha256[32];
+    uint64_t              bytes;
+    unsigned              mask:1;
+} gi2_input_t;
+
+typedef enum {
+    GI2_REQ_IMAGES = 0,   /* images API JSON: a top-level prompt */
+    GI2_REQ_RESPONSES     /* Responses API: tools, input, instructions */
+} gi2_req_mode_e;
 
 typedef struct {
     gi2_field_t           field[GI2_F_LAST];
     uint64_t              length;     /* bytes fed */
+
+    gi2_input_t          *input;      /* multipart: images, mask */
+    unsigned              ninputs;
+    unsigned              image_tools; /* responses: image_generation */
+    unsigned              multipart:1;
 
     /* set when parsing fails: a message for the client, and the param */
     const char           *error;
@@ -103,6 +128,19 @@ typedef struct {
 typedef struct gi2_req_parser_s  gi2_req_parser_t;
 
 gi2_req_parser_t *gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a);
+
+/*
+ * GI2_REQ_RESPONSES: the policy fields of a Responses API request.  The
+ * moderation field is that of the image_generation tool (its offsets
+ * too), size and quality are the tool's, model, user and stream the top
+ * level's; the prompt is the text the caller gives the model, joined by
+ * newlines: "instructions", "input" when a string, and within "input"
+ * (and the string values of "prompt"."variables") every string under a
+ * "content" or "text" key.  image_tools counts the image_generation
+ * tools; without one the request is not subject to the policy.
+ */
+gi2_req_parser_t *gi2_req_parser_create_mode(gi2_req_t *req, gi2_alloc_t *a,
+    gi2_req_mode_e mode);
 int gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
     size_t len);
 int gi2_req_parser_finish(gi2_req_parser_t *p);

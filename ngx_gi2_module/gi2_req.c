@@ -5,6 +5,11 @@
  * the policy and the audit need, with the byte offsets a rewrite needs,
  * and refuses anything ambiguous: duplicate keys, wrong types, invalid
  * UTF-8, a root that is not an object, absurd nesting.
+ *
+ * For the Responses API (GI2_REQ_RESPONSES) it also tracks what each open
+ * container is (the tools array, a tool, the input, the prompt template's
+ * variables), so that the image_generation tool's fields and the text the
+ * caller gives the model are found whatever the order of keys.
  */
 
 #include <stdlib.h>
@@ -12,6 +17,44 @@
 #include <yajl_parse.h>
 
 #include "gi2_core.h"
+
+
+/* what an open container is (responses mode); GI2_CX_ARRAY is a flag */
+
+enum {
+    GI2_CX_OTHER = 0,
+    GI2_CX_ROOT,
+    GI2_CX_TOOLS,
+    GI2_CX_TOOL,
+    GI2_CX_INPUT,
+    GI2_CX_PROMPT,
+    GI2_CX_VARS
+};
+
+#define GI2_CX_ARRAY  0x80
+
+
+/* what the pending key's value is to the policy (responses mode) */
+
+enum {
+    GI2_R_NONE = 0,
+    GI2_R_INPUT,          /* root "input" */
+    GI2_R_INSTRUCTIONS,   /* root "instructions" */
+    GI2_R_TOOLS,          /* root "tools" */
+    GI2_R_PROMPT,         /* root "prompt": a template reference */
+    GI2_R_TEXT,           /* text the model reads */
+    GI2_R_VARS,           /* "prompt"."variables" */
+    GI2_R_TYPE,           /* a tool's "type" */
+    GI2_R_MODERATION,     /* a tool's fields */
+    GI2_R_SIZE,
+    GI2_R_QUALITY
+};
+
+
+typedef struct {
+    const char           *name;
+    unsigned              role;
+} gi2_req_role_t;
 
 
 struct gi2_req_parser_s {
@@ -33,6 +76,44 @@ struct gi2_req_parser_s {
     unsigned              string:1;   /* the raw scan is in a string */
     unsigned              escape:1;   /* after a backslash */
     unsigned              high:1;     /* a high surrogate wants a low one */
+
+    /* responses mode */
+    gi2_req_mode_e        mode;
+    unsigned              role;       /* GI2_R_* of the pending key */
+    uint32_t              top_seen;   /* root keys of gi2_req_top met */
+    uint32_t              tool_seen;  /* keys of gi2_req_tool met */
+    unsigned              tool_image:1;
+    gi2_field_t           tool[3];    /* moderation, size, quality */
+    unsigned char        *text;       /* malloc()ed, up to the cap */
+    size_t                text_len;
+    size_t                text_cap;
+    unsigned              ntext;
+    unsigned char         cx[GI2_MAX_DEPTH + 2];
+};
+
+
+/* root keys of a Responses API request the policy reads */
+
+static const gi2_req_role_t  gi2_req_top[] = {
+    { "input", GI2_R_INPUT },
+    { "instructions", GI2_R_INSTRUCTIONS },
+    { "tools", GI2_R_TOOLS },
+    { "prompt", GI2_R_PROMPT }
+};
+
+/* keys of a tool; the last three are kept in tool[] */
+
+static const gi2_req_role_t  gi2_req_tool[] = {
+    { "type", GI2_R_TYPE },
+    { "moderation", GI2_R_MODERATION },
+    { "size", GI2_R_SIZE },
+    { "quality", GI2_R_QUALITY }
+};
+
+/* the tool's fields as request fields */
+
+static const gi2_field_e  gi2_req_tool_field[3] = {
+    GI2_F_MODERATION, GI2_F_SIZE, GI2_F_QUALITY
 };
 
 
@@ -50,8 +131,20 @@ static int gi2_req_number(void *ctx, const char *s, size_t len);
 static int gi2_req_string(void *ctx, const unsigned char *s, size_t len);
 static int gi2_req_start(void *ctx);
 static int gi2_req_start_array(void *ctx);
+static int gi2_req_open(gi2_req_parser_t *p, unsigned array);
 static int gi2_req_key(void *ctx, const unsigned char *s, size_t len);
 static int gi2_req_end(void *ctx);
+static unsigned gi2_req_context(gi2_req_parser_t *p, unsigned array);
+static int gi2_req_rkey(gi2_req_parser_t *p, const unsigned char *s,
+    size_t len);
+static int gi2_req_rvalue(gi2_req_parser_t *p, gi2_type_e type,
+    const unsigned char *s, size_t len);
+static int gi2_req_role(const gi2_req_role_t *t, size_t n,
+    const unsigned char *s, size_t len);
+static int gi2_req_text(gi2_req_parser_t *p, const unsigned char *s,
+    size_t len);
+static int gi2_req_tool_end(gi2_req_parser_t *p);
+static int gi2_req_responses_finish(gi2_req_parser_t *p);
 static int gi2_req_fail(gi2_req_parser_t *p, const char *error,
     const char *param);
 static size_t gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf,
@@ -117,6 +210,14 @@ gi2_field_name(gi2_field_e f)
 gi2_req_parser_t *
 gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a)
 {
+    return gi2_req_parser_create_mode(req, a, GI2_REQ_IMAGES);
+}
+
+
+gi2_req_parser_t *
+gi2_req_parser_create_mode(gi2_req_t *req, gi2_alloc_t *a,
+    gi2_req_mode_e mode)
+{
     gi2_req_parser_t  *p;
 
     p = a->alloc(a->data, sizeof(gi2_req_parser_t));
@@ -130,6 +231,7 @@ gi2_req_parser_create(gi2_req_t *req, gi2_alloc_t *a)
     p->req = req;
     p->alloc = a;
     p->key = -1;
+    p->mode = mode;
 
     p->yajl = yajl_alloc(&gi2_req_callbacks, NULL, p);
     if (p->yajl == NULL) {
@@ -156,6 +258,11 @@ gi2_req_parser_destroy(gi2_req_parser_t *p)
     p->stage = NULL;
     p->staged = 0;
     p->cap = 0;
+
+    free(p->text);
+    p->text = NULL;
+    p->text_len = 0;
+    p->text_cap = 0;
 }
 
 
@@ -302,7 +409,12 @@ gi2_req_parser_finish(gi2_req_parser_t *p)
                             NULL);
     }
 
-    if (p->req->field[GI2_F_PROMPT].type != GI2_T_STRING) {
+    if (p->mode == GI2_REQ_RESPONSES) {
+        if (gi2_req_responses_finish(p) != GI2_OK) {
+            return GI2_EINVAL;
+        }
+
+    } else if (p->req->field[GI2_F_PROMPT].type != GI2_T_STRING) {
         return gi2_req_fail(p, "'prompt' must be a string", "prompt");
     }
 
@@ -489,11 +601,23 @@ gi2_req_value(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
         return 0;
     }
 
+    if (p->mode == GI2_REQ_RESPONSES && !gi2_req_rvalue(p, type, s, len)) {
+        return 0;
+    }
+
     if (p->depth != 1 || p->key < 0) {
         return 1;
     }
 
     f = &p->req->field[p->key];
+
+    if (p->key == GI2_F_PROMPT && type == GI2_T_STRING
+        && len > GI2_PROMPT_MAX)
+    {
+        gi2_req_fail(p, "'prompt' is over 1 MiB", "prompt");
+        return 0;
+    }
+
     p->key = -1;
 
     f->type = type;
@@ -567,31 +691,7 @@ gi2_req_string(void *ctx, const unsigned char *s, size_t len)
 static int
 gi2_req_start(void *ctx)
 {
-    gi2_req_parser_t  *p = ctx;
-
-    if (p->depth == 0) {
-        if (p->root) {
-            gi2_req_fail(p, "data after the end of the body", NULL);
-            return 0;
-        }
-
-        p->root = 1;
-        p->depth = 1;
-
-        return 1;
-    }
-
-    if (p->depth == 1 && p->key >= 0) {
-        p->req->field[p->key].type = GI2_T_COMPOUND;
-        p->key = -1;
-    }
-
-    if (++p->depth > GI2_MAX_DEPTH) {
-        gi2_req_fail(p, "the request body is nested too deeply", NULL);
-        return 0;
-    }
-
-    return 1;
+    return gi2_req_open(ctx, 0);
 }
 
 
@@ -605,7 +705,44 @@ gi2_req_start_array(void *ctx)
         return 0;
     }
 
-    return gi2_req_start(ctx);
+    return gi2_req_open(p, 1);
+}
+
+
+static int
+gi2_req_open(gi2_req_parser_t *p, unsigned array)
+{
+    unsigned  cx;
+
+    if (p->depth == 0) {
+        if (p->root) {
+            gi2_req_fail(p, "data after the end of the body", NULL);
+            return 0;
+        }
+
+        p->root = 1;
+        p->depth = 1;
+        p->cx[1] = GI2_CX_ROOT;
+
+        return 1;
+    }
+
+    if (p->depth == 1 && p->key >= 0) {
+        p->req->field[p->key].type = GI2_T_COMPOUND;
+        p->key = -1;
+    }
+
+    cx = (p->mode == GI2_REQ_RESPONSES) ? gi2_req_context(p, array)
+                                        : GI2_CX_OTHER;
+
+    if (++p->depth > GI2_MAX_DEPTH) {
+        gi2_req_fail(p, "the request body is nested too deeply", NULL);
+        return 0;
+    }
+
+    p->cx[p->depth] = (unsigned char) (cx | (array ? GI2_CX_ARRAY : 0));
+
+    return 1;
 }
 
 
@@ -618,6 +755,18 @@ gi2_req_key(void *ctx, const unsigned char *s, size_t len)
     if (!gi2_utf8_valid(s, len)) {
         gi2_req_fail(p, "the request body is not valid UTF-8", NULL);
         return 0;
+    }
+
+    if (p->mode == GI2_REQ_RESPONSES) {
+        p->role = GI2_R_NONE;
+
+        if (!gi2_req_rkey(p, s, len)) {
+            return 0;
+        }
+
+        if (p->role != GI2_R_NONE) {
+            return 1;
+        }
     }
 
     if (p->depth != 1) {
@@ -635,6 +784,14 @@ gi2_req_key(void *ctx, const unsigned char *s, size_t len)
     }
 
     if (i == GI2_F_LAST) {
+        return 1;
+    }
+
+    /* a Responses API request has its own prompt, moderation, size... */
+
+    if (p->mode == GI2_REQ_RESPONSES
+        && i != GI2_F_MODEL && i != GI2_F_USER && i != GI2_F_STREAM)
+    {
         return 1;
     }
 
@@ -659,7 +816,334 @@ gi2_req_end(void *ctx)
 {
     gi2_req_parser_t  *p = ctx;
 
+    if (p->mode == GI2_REQ_RESPONSES && p->cx[p->depth] == GI2_CX_TOOL
+        && !gi2_req_tool_end(p))
+    {
+        return 0;
+    }
+
     p->depth--;
+    p->role = GI2_R_NONE;
 
     return 1;
+}
+
+
+/* responses mode */
+
+static int
+gi2_req_role(const gi2_req_role_t *t, size_t n, const unsigned char *s,
+    size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (strlen(t[i].name) == len && memcmp(t[i].name, s, len) == 0) {
+            return (int) i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* what the container being opened at depth + 1 is */
+
+static unsigned
+gi2_req_context(gi2_req_parser_t *p, unsigned array)
+{
+    unsigned  parent, role;
+
+    parent = p->cx[p->depth];
+    role = p->role;
+    p->role = GI2_R_NONE;
+
+    if (parent & GI2_CX_ARRAY) {
+        parent &= ~GI2_CX_ARRAY;
+
+        if (parent == GI2_CX_TOOLS && !array) {
+            /* a tool: its fields are kept until it ends */
+            p->tool_seen = 0;
+            p->tool_image = 0;
+            memset(p->tool, 0, sizeof(p->tool));
+            return GI2_CX_TOOL;
+        }
+
+        return (parent == GI2_CX_INPUT || parent == GI2_CX_VARS)
+               ? GI2_CX_INPUT : GI2_CX_OTHER;
+    }
+
+    switch (parent) {
+
+    case GI2_CX_ROOT:
+        if (role == GI2_R_TOOLS && array) {
+            return GI2_CX_TOOLS;
+        }
+
+        if (role == GI2_R_INPUT || role == GI2_R_INSTRUCTIONS) {
+            return GI2_CX_INPUT;
+        }
+
+        if (role == GI2_R_PROMPT && !array) {
+            return GI2_CX_PROMPT;
+        }
+
+        return GI2_CX_OTHER;
+
+    case GI2_CX_TOOL:
+        if (role >= GI2_R_MODERATION) {
+            p->tool[role - GI2_R_MODERATION].type = GI2_T_COMPOUND;
+        }
+
+        return GI2_CX_OTHER;
+
+    case GI2_CX_INPUT:
+        return GI2_CX_INPUT;
+
+    case GI2_CX_PROMPT:
+        return (role == GI2_R_VARS && !array) ? GI2_CX_VARS : GI2_CX_OTHER;
+
+    case GI2_CX_VARS:
+        return GI2_CX_INPUT;
+    }
+
+    return GI2_CX_OTHER;
+}
+
+
+static int
+gi2_req_rkey(gi2_req_parser_t *p, const unsigned char *s, size_t len)
+{
+    int           i;
+    gi2_field_t  *f;
+
+    switch (p->cx[p->depth]) {
+
+    case GI2_CX_ROOT:
+        i = gi2_req_role(gi2_req_top, sizeof(gi2_req_top)
+                                      / sizeof(gi2_req_top[0]), s, len);
+        if (i < 0) {
+            return 1;
+        }
+
+        if (p->top_seen & (1u << i)) {
+            gi2_req_fail(p, "duplicate key in the request body",
+                         gi2_req_top[i].name);
+            return 0;
+        }
+
+        p->top_seen |= 1u << i;
+        p->role = gi2_req_top[i].role;
+        return 1;
+
+    case GI2_CX_TOOL:
+        i = gi2_req_role(gi2_req_tool, sizeof(gi2_req_tool)
+                                       / sizeof(gi2_req_tool[0]), s, len);
+        if (i < 0) {
+            return 1;
+        }
+
+        if (p->tool_seen & (1u << i)) {
+            gi2_req_fail(p, "duplicate key in the request body",
+                         gi2_req_tool[i].name);
+            return 0;
+        }
+
+        p->tool_seen |= 1u << i;
+        p->role = gi2_req_tool[i].role;
+
+        if (p->role >= GI2_R_MODERATION) {
+            f = &p->tool[p->role - GI2_R_MODERATION];
+            f->key_end = p->base + yajl_get_bytes_consumed(p->yajl);
+            f->type = GI2_T_COMPOUND;
+        }
+
+        return 1;
+
+    case GI2_CX_INPUT:
+        if ((len == 4 && memcmp(s, "text", 4) == 0)
+            || (len == 7 && memcmp(s, "content", 7) == 0))
+        {
+            p->role = GI2_R_TEXT;
+        }
+
+        return 1;
+
+    case GI2_CX_PROMPT:
+        if (len == 9 && memcmp(s, "variables", 9) == 0) {
+            p->role = GI2_R_VARS;
+        }
+
+        return 1;
+
+    case GI2_CX_VARS:
+        p->role = GI2_R_TEXT;
+        return 1;
+    }
+
+    return 1;
+}
+
+
+static int
+gi2_req_rvalue(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
+    size_t len)
+{
+    unsigned        cx, role;
+    gi2_field_t    *f;
+    unsigned char  *copy;
+
+    cx = p->cx[p->depth];
+
+    if (cx & GI2_CX_ARRAY) {
+        /* a bare string in the input's arrays is read too */
+        role = ((cx & ~GI2_CX_ARRAY) == GI2_CX_INPUT) ? GI2_R_TEXT
+                                                       : GI2_R_NONE;
+
+    } else {
+        role = p->role;
+        p->role = GI2_R_NONE;
+    }
+
+    switch (role) {
+
+    case GI2_R_INPUT:
+    case GI2_R_INSTRUCTIONS:
+    case GI2_R_TEXT:
+        return (type == GI2_T_STRING) ? gi2_req_text(p, s, len) : 1;
+
+    case GI2_R_TYPE:
+        p->tool_image = (type == GI2_T_STRING && len == 16
+                         && memcmp(s, "image_generation", 16) == 0);
+        return 1;
+
+    case GI2_R_MODERATION:
+    case GI2_R_SIZE:
+    case GI2_R_QUALITY:
+        f = &p->tool[role - GI2_R_MODERATION];
+        f->type = type;
+        f->value_end = p->base + yajl_get_bytes_consumed(p->yajl);
+
+        if (s == NULL || len > 32) {
+            return 1;
+        }
+
+        copy = p->alloc->alloc(p->alloc->data, len + 1);
+        if (copy == NULL) {
+            gi2_req_fail(p, "out of memory", NULL);
+            return 0;
+        }
+
+        memcpy(copy, s, len);
+        copy[len] = '\0';
+
+        f->value.data = copy;
+        f->value.len = len;
+
+        return 1;
+    }
+
+    return 1;
+}
+
+
+/* text the model reads: joined by newlines, up to GI2_PROMPT_MAX */
+
+static int
+gi2_req_text(gi2_req_parser_t *p, const unsigned char *s, size_t len)
+{
+    size_t          need, cap;
+    unsigned char  *t;
+
+    need = p->text_len + (p->ntext ? 1 : 0) + len;
+
+    if (need > GI2_PROMPT_MAX) {
+        gi2_req_fail(p, "the text given to the model is over 1 MiB",
+                     "input");
+        return 0;
+    }
+
+    if (need > p->text_cap) {
+        cap = p->text_cap ? p->text_cap : 1024;
+
+        while (cap < need) {
+            cap *= 2;
+        }
+
+        t = realloc(p->text, cap);
+        if (t == NULL) {
+            gi2_req_fail(p, "out of memory", NULL);
+            return 0;
+        }
+
+        p->text = t;
+        p->text_cap = cap;
+    }
+
+    if (p->ntext++) {
+        p->text[p->text_len++] = '\n';
+    }
+
+    memcpy(p->text + p->text_len, s, len);
+    p->text_len += len;
+
+    return 1;
+}
+
+
+/* a tool ended: an image_generation tool's fields become the request's */
+
+static int
+gi2_req_tool_end(gi2_req_parser_t *p)
+{
+    int  i;
+
+    if (!p->tool_image) {
+        return 1;
+    }
+
+    if (++p->req->image_tools > 1) {
+        gi2_req_fail(p, "more than one image_generation tool in the "
+                     "request", "tools");
+        return 0;
+    }
+
+    for (i = 0; i < 3; i++) {
+        if (p->tool[i].type != GI2_T_NONE) {
+            p->req->field[gi2_req_tool_field[i]] = p->tool[i];
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+gi2_req_responses_finish(gi2_req_parser_t *p)
+{
+    gi2_field_t    *f;
+    unsigned char  *copy;
+
+    if (p->req->image_tools == 0) {
+        return GI2_OK;
+    }
+
+    f = &p->req->field[GI2_F_PROMPT];
+
+    copy = p->alloc->alloc(p->alloc->data, p->text_len + 1);
+    if (copy == NULL) {
+        return gi2_req_fail(p, "out of memory", NULL);
+    }
+
+    if (p->text_len) {
+        memcpy(copy, p->text, p->text_len);
+    }
+
+    copy[p->text_len] = '\0';
+
+    f->type = GI2_T_STRING;
+    f->value.data = copy;
+    f->value.len = p->text_len;
+
+    return GI2_OK;
 }

@@ -2,10 +2,11 @@
  * ngx_gi2_module: the access phase.
  *
  * The request body is parsed as it arrives, by a request body filter, so a
- * body spooled to a temporary file is never read back.  Once the body is
- * complete the decision is made: reject with an OpenAI-shaped error,
- * rewrite "moderation":"low" to "auto" by splicing the buffer chain, or
- * resume the phases.
+ * body spooled to a temporary file is never read back: JSON (the images
+ * API, or the Responses API) or a multipart/form-data image edit.  Once
+ * the body is complete the decision is made: reject with an OpenAI-shaped
+ * error, rewrite "moderation":"low" to "auto" by splicing the buffer
+ * chain, or resume the phases.
  */
 
 #include "ngx_http_gi2_module.h"
@@ -22,7 +23,14 @@ static ngx_uint_t ngx_http_gi2_take_exception(ngx_http_request_t *r,
     ngx_http_gi2_loc_conf_t *glcf, ngx_str_t *exception);
 static ngx_int_t ngx_http_gi2_list_remove(ngx_http_request_t *r,
     ngx_list_part_t *prev, ngx_list_part_t *part, ngx_uint_t i);
-static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r);
+static const char *ngx_http_gi2_check_headers(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx);
+static ngx_int_t ngx_http_gi2_parser_create(ngx_http_gi2_ctx_t *ctx,
+    gi2_alloc_t *alloc);
+static void ngx_http_gi2_feed(ngx_http_gi2_ctx_t *ctx, u_char *p,
+    size_t len);
+static void ngx_http_gi2_finish(ngx_http_gi2_ctx_t *ctx);
+static void ngx_http_gi2_parser_destroy(ngx_http_gi2_ctx_t *ctx);
 static ngx_int_t ngx_http_gi2_media_type_ok(ngx_str_t *ct);
 static void ngx_http_gi2_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gi2_parse_chain(ngx_http_request_t *r,
@@ -82,7 +90,9 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    endpoint = (r->method == NGX_HTTP_POST) ? ngx_http_gi2_endpoint(r) : 0;
+    endpoint = (r->method != NGX_HTTP_POST) ? 0
+               : (glcf->endpoint != NGX_HTTP_GI2_ENDPOINT_AUTO)
+                 ? glcf->endpoint : ngx_http_gi2_endpoint(r);
 
     if (endpoint == 0) {
         /* not inspected, but the exception header still stays here */
@@ -113,7 +123,7 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
     ctx->exception_presented = exc;
     ctx->exception_count = n;
 
-    bad = ngx_http_gi2_check_headers(r);
+    bad = ngx_http_gi2_check_headers(r, ctx);
 
     if (bad != NULL) {
         msg.data = (u_char *) bad;
@@ -134,8 +144,7 @@ ngx_http_gi2_handler(ngx_http_request_t *r)
     alloc->data = r->pool;
     alloc->free = NULL;
 
-    ctx->parser = gi2_req_parser_create(&ctx->req, alloc);
-    if (ctx->parser == NULL) {
+    if (ngx_http_gi2_parser_create(ctx, alloc) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -159,8 +168,62 @@ ngx_http_gi2_cleanup(void *data)
 {
     ngx_http_gi2_ctx_t  *ctx = data;
 
+    ngx_http_gi2_parser_destroy(ctx);
+}
+
+
+/* the parser the body needs: multipart, or JSON of the entry point */
+
+static ngx_int_t
+ngx_http_gi2_parser_create(ngx_http_gi2_ctx_t *ctx, gi2_alloc_t *alloc)
+{
+    if (ctx->boundary.len) {
+        ctx->mp = gi2_mp_create(&ctx->req, ctx->boundary.data,
+                                ctx->boundary.len, alloc);
+
+        return (ctx->mp != NULL) ? NGX_OK : NGX_ERROR;
+    }
+
+    ctx->parser = gi2_req_parser_create_mode(&ctx->req, alloc,
+                                       (ctx->endpoint == NGX_HTTP_GI2_RESPONSES)
+                                       ? GI2_REQ_RESPONSES : GI2_REQ_IMAGES);
+
+    return (ctx->parser != NULL) ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_gi2_feed(ngx_http_gi2_ctx_t *ctx, u_char *p, size_t len)
+{
+    if (ctx->mp != NULL) {
+        (void) gi2_mp_feed(ctx->mp, p, len);
+
+    } else {
+        (void) gi2_req_parser_feed(ctx->parser, p, len);
+    }
+}
+
+
+static void
+ngx_http_gi2_finish(ngx_http_gi2_ctx_t *ctx)
+{
+    if (ctx->mp != NULL) {
+        (void) gi2_mp_finish(ctx->mp);
+
+    } else {
+        (void) gi2_req_parser_finish(ctx->parser);
+    }
+}
+
+
+static void
+ngx_http_gi2_parser_destroy(ngx_http_gi2_ctx_t *ctx)
+{
     gi2_req_parser_destroy(ctx->parser);
     ctx->parser = NULL;
+
+    gi2_mp_destroy(ctx->mp);
+    ctx->mp = NULL;
 }
 
 
@@ -192,8 +255,9 @@ ngx_http_gi2_get_ctx(ngx_http_request_t *r)
 
 /*
  * POST .../images/generations or .../images/edits: the last two path
- * segments, case-insensitive; empty segments (trailing or doubled slashes
- * under "merge_slashes off") do not count.
+ * segments, case-insensitive; POST .../responses: the last one.  Empty
+ * segments (trailing or doubled slashes under "merge_slashes off") do not
+ * count.
  */
 
 static ngx_uint_t
@@ -220,6 +284,11 @@ ngx_http_gi2_endpoint(ngx_http_request_t *r)
                && ngx_strncasecmp(seg, (u_char *) "edits", 5) == 0)
     {
         endpoint = NGX_HTTP_GI2_EDITS;
+
+    } else if (end - seg == 9
+               && ngx_strncasecmp(seg, (u_char *) "responses", 9) == 0)
+    {
+        return NGX_HTTP_GI2_RESPONSES;
 
     } else {
         return 0;
@@ -366,13 +435,16 @@ ngx_http_gi2_list_remove(ngx_http_request_t *r, ngx_list_part_t *prev,
 }
 
 
-/* the body must be JSON the module can read */
+/* the body must be JSON, or multipart for an edit, the module can read */
 
 static const char *
-ngx_http_gi2_check_headers(ngx_http_request_t *r)
+ngx_http_gi2_check_headers(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 {
+    int               rc;
     ngx_uint_t        i, ntype;
     ngx_str_t         ct;
+    gi2_str_t         boundary;
+    const char       *err;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
@@ -416,13 +488,23 @@ ngx_http_gi2_check_headers(ngx_http_request_t *r)
         return "the request has more than one Content-Type header";
     }
 
-    if (ct.len >= 19
-        && ngx_strncasecmp(ct.data, (u_char *) "multipart/form-data", 19)
-           == 0)
-    {
-        return "multipart/form-data is not supported yet by this gateway; "
-               "send the JSON form of the request (images as image_url or "
-               "file_id)";
+    err = NULL;
+    rc = gi2_mp_content_type(ct.data, ct.len, &boundary, &err);
+
+    if (rc == GI2_EINVAL) {
+        return err;
+    }
+
+    if (rc == 1) {
+        if (ctx->endpoint != NGX_HTTP_GI2_EDITS) {
+            return "multipart/form-data is only accepted for image edits; "
+                   "send this request as application/json";
+        }
+
+        ctx->boundary.data = (u_char *) boundary.data;
+        ctx->boundary.len = boundary.len;
+
+        return NULL;
     }
 
     if (ngx_http_gi2_media_type_ok(&ct) != NGX_OK) {
@@ -530,7 +612,9 @@ ngx_http_gi2_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
 
-    if (ctx == NULL || ctx->parser == NULL || ctx->filtered) {
+    if (ctx == NULL || (ctx->parser == NULL && ctx->mp == NULL)
+        || ctx->filtered)
+    {
         return ngx_http_gi2_next_request_body_filter(r, in);
     }
 
@@ -538,7 +622,7 @@ ngx_http_gi2_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         b = cl->buf;
 
         if (ngx_buf_in_memory(b) && b->last > b->pos) {
-            (void) gi2_req_parser_feed(ctx->parser, b->pos, b->last - b->pos);
+            ngx_http_gi2_feed(ctx, b->pos, b->last - b->pos);
 
         } else if (b->in_file && b->file_last > b->file_pos) {
             /* not expected before the save filter: parse it later */
@@ -548,7 +632,7 @@ ngx_http_gi2_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (b->last_buf) {
-            (void) gi2_req_parser_finish(ctx->parser);
+            ngx_http_gi2_finish(ctx);
             ctx->filtered = 1;
         }
     }
@@ -578,8 +662,7 @@ ngx_http_gi2_body_handler(ngx_http_request_t *r)
         }
     }
 
-    gi2_req_parser_destroy(ctx->parser);
-    ctx->parser = NULL;
+    ngx_http_gi2_parser_destroy(ctx);
 
     rc = ngx_http_gi2_decide(r, ctx);
 
@@ -630,10 +713,9 @@ ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
     alloc.data = r->pool;
     alloc.free = NULL;
 
-    gi2_req_parser_destroy(ctx->parser);
+    ngx_http_gi2_parser_destroy(ctx);
 
-    ctx->parser = gi2_req_parser_create(&ctx->req, &alloc);
-    if (ctx->parser == NULL) {
+    if (ngx_http_gi2_parser_create(ctx, &alloc) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -647,8 +729,7 @@ ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 
         if (ngx_buf_in_memory(b)) {
             if (b->last > b->pos) {
-                (void) gi2_req_parser_feed(ctx->parser, b->pos,
-                                           b->last - b->pos);
+                ngx_http_gi2_feed(ctx, b->pos, b->last - b->pos);
             }
 
             continue;
@@ -669,15 +750,15 @@ ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
                                       b->file_last - off),
                               off);
             if (n <= 0) {
-                gi2_req_parser_destroy(ctx->parser);
+                ngx_http_gi2_parser_destroy(ctx);
                 return NGX_ERROR;
             }
 
-            (void) gi2_req_parser_feed(ctx->parser, buf, n);
+            ngx_http_gi2_feed(ctx, buf, n);
         }
     }
 
-    (void) gi2_req_parser_finish(ctx->parser);
+    ngx_http_gi2_finish(ctx);
 
     ctx->filtered = 1;
 
@@ -708,6 +789,14 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
         return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                    "gi2_invalid_request", ctx->req.param,
                                    &msg);
+    }
+
+    /* a Responses API request that cannot make images goes as it came */
+
+    if (ctx->endpoint == NGX_HTTP_GI2_RESPONSES && ctx->req.image_tools == 0)
+    {
+        ctx->decision = NGX_HTTP_GI2_NONE;
+        return NGX_DECLINED;
     }
 
     /* the exception header was taken out of the request when it began */
@@ -816,12 +905,22 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
             f = &ctx->req.field[GI2_F_MODERATION];
             ed = &ctx->edits[ctx->nedits];
 
-            if (ngx_http_gi2_value_start(r, ctx, f, &ed->from) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            if (ctx->req.multipart) {
+                /* the part's value itself */
+                ed->from = (off_t) f->value_start;
+                ngx_str_set(&ed->text, "auto");
+
+            } else {
+                if (ngx_http_gi2_value_start(r, ctx, f, &ed->from)
+                    != NGX_OK)
+                {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                ngx_str_set(&ed->text, "\"auto\"");
             }
 
             ed->to = (off_t) f->value_end;
-            ngx_str_set(&ed->text, "\"auto\"");
             ctx->nedits++;
 
             ctx->moderation_effective = ngx_http_gi2_auto;
@@ -884,6 +983,26 @@ ngx_http_gi2_user_field(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     }
 
     ed = &ctx->edits[ctx->nedits];
+
+    if (ctx->req.multipart) {
+        /* drop: the whole part; hash: its value */
+        ed->from = (off_t) (glcf->user_field == NGX_HTTP_GI2_USER_DROP
+                            ? f->part_start : f->value_start);
+        ed->to = (off_t) (glcf->user_field == NGX_HTTP_GI2_USER_DROP
+                          ? f->part_end : f->value_end);
+        ngx_str_null(&ed->text);
+
+        if (glcf->user_field == NGX_HTTP_GI2_USER_HASH
+            && ngx_http_gi2_hmac(r, glcf, (u_char *) f->value.data,
+                                 f->value.len, &ed->text)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->nedits++;
+        return NGX_DECLINED;
+    }
 
     if (glcf->user_field == NGX_HTTP_GI2_USER_DROP) {
         if (ngx_http_gi2_member_span(r, ctx, f, &ed->from, &ed->to)

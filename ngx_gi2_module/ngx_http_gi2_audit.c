@@ -124,9 +124,13 @@ ngx_http_gi2_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_gi2_get_ctx(r);
 
-    /* gi2's own rejections are not upstream answers */
+    /*
+     * gi2's own rejections are not upstream answers; a Responses API
+     * request without the image tool (no decision) is not read either
+     */
 
     if (ctx == NULL || !ctx->done || ctx->decision == NGX_HTTP_GI2_REJECT
+        || ctx->decision == NGX_HTTP_GI2_NONE
         || r->upstream == NULL || ctx->resp != NULL)
     {
         return ngx_http_next_header_filter(r);
@@ -893,7 +897,8 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     static ngx_str_t  endpoints[] = {
         ngx_null_string,
         ngx_string("image_generation"),
-        ngx_string("image_edit")
+        ngx_string("image_edit"),
+        ngx_string("responses")
     };
 
     static char *decisions[] = { NULL, "allow", "flag", "rewrite", "reject" };
@@ -924,7 +929,9 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     w = &j;
 
     status = r->headers_out.status;
-    upstream_error = (res != NULL && res->error_type[0] != '\0');
+    /* the Responses API's error events may have a code and no type */
+    upstream_error = (res != NULL && (res->error_type[0] != '\0'
+                                      || res->error_code[0] != '\0'));
 
     ngx_http_gi2_json_open(w, NULL, '{');
 
@@ -1057,6 +1064,11 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
         ngx_http_gi2_json_str(w, ctx->consumer_hash.data,
                               ctx->consumer_hash.len);
     }
+    for (i = 0; i < ctx->req.ninputs; i++) {
+        ngx_hex_dump(hex, ctx->req.input[i].sha256, 32);
+        ngx_http_gi2_json_sep(w);
+        ngx_http_gi2_json_str(w, hex, 64);
+    }
     for (i = 0; res && i < res->nimages; i++) {
         if (res->image[i].truncated) {
             continue;
@@ -1083,7 +1095,7 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_open(w, "output", '{');
-    ngx_http_gi2_json_kcstr(w, "type", ctx->endpoint ? "image" : NULL);
+    ngx_http_gi2_json_kcstr(w, "type", ctx->decision ? "image" : NULL);
     ngx_http_gi2_json_close(w, '}');
     ngx_http_gi2_json_open(w, "usage", '{');
     ngx_http_gi2_json_knum(w, "input_tokens", res ? res->input_tokens : -1);
@@ -1139,6 +1151,26 @@ ngx_http_gi2_log_json(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     ngx_http_gi2_json_raw(w,
         ctx->req.field[GI2_F_STREAM].type != GI2_T_BOOL ? "null"
         : (ctx->req.field[GI2_F_STREAM].value.len == 4) ? "true" : "false");
+    ngx_http_gi2_json_close(w, '}');
+
+    /* the images and the mask of a multipart edit, in body order */
+
+    ngx_http_gi2_json_open(w, "input_image", '{');
+    ngx_http_gi2_json_open(w, "sha256", '[');
+    for (i = 0; i < ctx->req.ninputs; i++) {
+        ngx_hex_dump(hex, ctx->req.input[i].sha256, 32);
+        ngx_http_gi2_json_sep(w);
+        ngx_http_gi2_json_str(w, hex, 64);
+    }
+    ngx_http_gi2_json_close(w, ']');
+    for (i = 0; i < ctx->req.ninputs && !ctx->req.input[i].mask; i++) {
+        /* void */
+    }
+    if (i < ctx->req.ninputs) {
+        ngx_hex_dump(hex, ctx->req.input[i].sha256, 32);
+    }
+    ngx_http_gi2_json_kstr(w, "mask_sha256",
+                           i < ctx->req.ninputs ? hex : NULL, 64);
     ngx_http_gi2_json_close(w, '}');
 
     ngx_http_gi2_json_open(w, "moderation", '{');

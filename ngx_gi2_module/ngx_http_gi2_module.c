@@ -39,6 +39,8 @@ static gi2_ruleset_t *ngx_http_gi2_build(ngx_conf_t *cf,
 static ngx_int_t ngx_http_gi2_token_valid(ngx_str_t *s);
 static ngx_int_t ngx_http_gi2_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_gi2_inputs_value(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_http_variable_value_t *v);
 static void ngx_http_gi2_ruleset_cleanup(void *data);
 
 
@@ -46,6 +48,15 @@ static ngx_conf_enum_t  ngx_http_gi2_moderation_low[] = {
     { ngx_string("reject"), NGX_HTTP_GI2_LOW_REJECT },
     { ngx_string("rewrite"), NGX_HTTP_GI2_LOW_REWRITE },
     { ngx_string("allow"), NGX_HTTP_GI2_LOW_ALLOW },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_gi2_endpoints[] = {
+    { ngx_string("auto"), NGX_HTTP_GI2_ENDPOINT_AUTO },
+    { ngx_string("generations"), NGX_HTTP_GI2_GENERATIONS },
+    { ngx_string("edits"), NGX_HTTP_GI2_EDITS },
+    { ngx_string("responses"), NGX_HTTP_GI2_RESPONSES },
     { ngx_null_string, 0 }
 };
 
@@ -71,6 +82,13 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_gi2_loc_conf_t, enable),
       NULL },
+
+    { ngx_string("gi2_endpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gi2_loc_conf_t, endpoint),
+      &ngx_http_gi2_endpoints },
 
     { ngx_string("gi2_rule"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE4,
@@ -223,7 +241,8 @@ enum {
     NGX_HTTP_GI2_VAR_SIZE,
     NGX_HTTP_GI2_VAR_QUALITY,
     NGX_HTTP_GI2_VAR_REJECT_CODE,
-    NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED
+    NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED,
+    NGX_HTTP_GI2_VAR_INPUT_IMAGE_SHA256
 };
 
 
@@ -264,6 +283,9 @@ static ngx_http_variable_t  ngx_http_gi2_vars[] = {
 
     { ngx_string("gi2_exception_presented"), NULL, ngx_http_gi2_variable,
       NGX_HTTP_GI2_VAR_EXCEPTION_PRESENTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gi2_input_image_sha256"), NULL, ngx_http_gi2_variable,
+      NGX_HTTP_GI2_VAR_INPUT_IMAGE_SHA256, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("gi2_upstream_status"), NULL, ngx_http_gi2_audit_variable,
       NGX_HTTP_GI2_AVAR_UPSTREAM_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -413,6 +435,41 @@ ngx_http_gi2_rules_value(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
 }
 
 
+/* the SHA-256 of each image and mask part, in body order */
+
+static ngx_int_t
+ngx_http_gi2_inputs_value(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
+    ngx_http_variable_value_t *v)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    if (ctx->req.ninputs == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, ctx->req.ninputs * 65);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    for (i = 0; i < ctx->req.ninputs; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_hex_dump(p, ctx->req.input[i].sha256, 32);
+    }
+
+    v->len = p - v->data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
@@ -476,6 +533,9 @@ ngx_http_gi2_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_GI2_VAR_QUALITY:
         return ngx_http_gi2_field_value(ctx, GI2_F_QUALITY, v);
+
+    case NGX_HTTP_GI2_VAR_INPUT_IMAGE_SHA256:
+        return ngx_http_gi2_inputs_value(r, ctx, v);
 
     case NGX_HTTP_GI2_VAR_REJECT_CODE:
         if (ctx->reject_code == NULL) {
@@ -588,6 +648,7 @@ ngx_http_gi2_create_loc_conf(ngx_conf_t *cf)
      */
 
     glcf->enable = NGX_CONF_UNSET;
+    glcf->endpoint = NGX_CONF_UNSET_UINT;
     glcf->moderation_low = NGX_CONF_UNSET_UINT;
     glcf->reject_status = NGX_CONF_UNSET_UINT;
     glcf->exceptions = NGX_CONF_UNSET_PTR;
@@ -608,6 +669,8 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_gi2_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->endpoint, prev->endpoint,
+                              NGX_HTTP_GI2_ENDPOINT_AUTO);
     ngx_conf_merge_uint_value(conf->moderation_low, prev->moderation_low,
                               NGX_HTTP_GI2_LOW_REJECT);
     ngx_conf_merge_uint_value(conf->reject_status, prev->reject_status,

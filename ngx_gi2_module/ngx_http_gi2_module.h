@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "gi2_core.h"
+#include "gi2_multipart.h"
 
 
 #define NGX_HTTP_GI2_LOW_REJECT      0
@@ -46,8 +47,11 @@
 #define NGX_HTTP_GI2_AVAR_COST_USD                15
 #define NGX_HTTP_GI2_AVAR_LOG_JSON                16
 
+/* the entry point: gi2_endpoint, or from the URI (auto) */
+#define NGX_HTTP_GI2_ENDPOINT_AUTO   0
 #define NGX_HTTP_GI2_GENERATIONS     1
 #define NGX_HTTP_GI2_EDITS           2
+#define NGX_HTTP_GI2_RESPONSES       3
 
 /* what the external moderation service said (ngx_http_gi2_modapi.c) */
 #define NGX_HTTP_GI2_MODAPI_NONE       0
@@ -94,6 +98,7 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                  enable;
+    ngx_uint_t                  endpoint;
     ngx_uint_t                  moderation_low;
     ngx_uint_t                  reject_status;
     ngx_str_t                   exception_header;
@@ -133,6 +138,8 @@ typedef struct {
     ngx_int_t                   status;        /* for the phase re-entry */
 
     gi2_req_parser_t           *parser;
+    gi2_mp_t                   *mp;            /* a multipart edit */
+    ngx_str_t                   boundary;
     gi2_req_t                   req;
     gi2_ruleset_t              *ruleset;
     unsigned                   *hits;

@@ -125,10 +125,11 @@ sub test_headers {
         'Content-Type' => 'text/json');
     invalid('Content-Type application/json-seq', $b, undef,
         'Content-Type' => 'application/json-seq');
-    my $e = invalid('multipart', "--x\r\n\r\n--x--\r\n", undef,
-        'Content-Type' => 'multipart/form-data; boundary=x');
-    like($e->{message} // '', qr{^multipart/form-data is not supported yet},
-        'multipart: message');
+    my $e = invalid('multipart to generations', "--x\r\n\r\n--x--\r\n",
+        undef, 'Content-Type' => 'multipart/form-data; boundary=x');
+    like($e->{message} // '',
+        qr{^multipart/form-data is only accepted for image edits},
+        'multipart to generations: message');
     invalid('Content-Encoding gzip', $b, undef,
         'Content-Encoding' => 'gzip');
     invalid('Content-Encoding br', $b, undef, 'Content-Encoding' => 'br');

@@ -926,6 +926,80 @@ run_case(
     expect => { 'gen_ai.operation.name' => 'image_edit' },
 );
 
+# 16b. a multipart edit: two images and a mask, hashed as they pass
+
+my $MPB = 'gi2-elk-0123456789';
+
+sub mp_part {
+    my ($name, $value, $filename) = @_;
+    return "--$MPB\r\nContent-Disposition: form-data; name=\"$name\""
+        . (defined $filename ? "; filename=\"$filename\"\r\n"
+            . "Content-Type: image/png" : '')
+        . "\r\n\r\n$value\r\n";
+}
+
+run_case(
+    name => 'multipart edit',
+    path => '/v1/images/edits',
+    body => mp_part('model', 'gpt-image-1') . mp_part('image[]', $PNG1, 'a.png')
+        . mp_part('prompt', 'make it blue') . mp_part('image[]', $PNG2, 'b.png')
+        . mp_part('mask', $PNGP, 'm.png') . mp_part('n', '1')
+        . mp_part('size', '1024x1024') . mp_part('moderation', 'auto')
+        . "--$MPB--\r\n",
+    headers => ['Content-Type' => "multipart/form-data; boundary=$MPB"],
+    upstream => { status => 200, headers => $JSON_CT,
+        body => qq({"created":1,"data":[{"b64_json":"$B64_1"}],)
+            . qq("usage":$USAGE}) },
+    status => 200,
+    expect => {
+        'gen_ai.operation.name' => 'image_edit',
+        'gen_ai.request.model' => 'gpt-image-1',
+        'gi2.request.n' => 1,
+        'gi2.request.size' => '1024x1024',
+        'gi2.moderation.requested' => 'auto',
+        'gi2.prompt.length' => 12,
+        'gi2.input_image.sha256' => [sha256_hex($PNG1), sha256_hex($PNG2),
+            sha256_hex($PNGP)],
+        'gi2.input_image.mask_sha256' => sha256_hex($PNGP),
+    },
+    check => sub {
+        my ($o) = @_;
+        is_deeply(jget($o, 'related.hash'), [jget($o, 'gi2.prompt.hash'),
+            sha256_hex($PNG1), sha256_hex($PNG2), sha256_hex($PNGP),
+            sha256_hex($PNG1)],
+            'related.hash: prompt, input images and mask, output image');
+    },
+);
+
+# 16c. the Responses API with its image_generation tool
+
+run_case(
+    name => 'responses with the image tool',
+    path => '/v1/responses',
+    body => '{"model":"gpt-5","input":"a red square","tools":[{"type":'
+        . '"image_generation","size":"1024x1024","quality":"high",'
+        . '"moderation":"auto"}]}',
+    upstream => { status => 200, headers => $JSON_CT,
+        body => '{"id":"resp_1","object":"response","output":[{"type":'
+            . '"image_generation_call","id":"ig_1","status":"completed",'
+            . qq("result":"$B64_1"}],"usage":{"input_tokens":10,)
+            . '"output_tokens":20,"total_tokens":30}}' },
+    status => 200,
+    expect => {
+        'gen_ai.operation.name' => 'responses',
+        'gen_ai.request.model' => 'gpt-5',
+        'gen_ai.output.type' => 'image',
+        'gi2.decision' => 'allow',
+        'gi2.prompt.length' => 12,
+        'gi2.request.size' => '1024x1024',
+        'gi2.request.quality' => 'high',
+        'gi2.moderation.requested' => 'auto',
+        'gi2.images.count' => 1,
+        'gi2.input_image.sha256' => [],
+        'gi2.input_image.mask_sha256' => undef,
+    },
+);
+
 # 17. client values of unexpected JSON types are passed on as sent
 
 run_case(
@@ -1036,7 +1110,7 @@ for my $cached ('false', 'true') {
 my $nrec = scalar @RECORDS;
 my $nkeys = scalar keys %FIELDS;
 note("$nrec records, $nkeys distinct key paths");
-ok($nrec >= 21, "$nrec records checked");
+ok($nrec >= 23, "$nrec records checked");
 
 for my $p (sort keys %FIELDS) {
     my @bad = mapping_problems($p, $FIELDS{$p});

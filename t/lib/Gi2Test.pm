@@ -381,9 +381,15 @@ sub upstream_serve {
     my ($body, $chunked) = read_body($rd, $headers);
     my $rec = { seq => ++$$seq, method => $method, uri => $uri,
         version => $version, headers => $headers, header_list => $list,
-        chunked => $chunked, body_length => length($body),
-        body_b64 => encode_base64($body, '') };
+        chunked => $chunked, body_length => length($body) };
     my $name = sprintf('%s/%06d.json', $dir, $$seq);
+    # a large body goes to a file of its own: base64 in JSON is too slow
+    if (length($body) > 1048576) {
+        write_file("$name.body", $body);
+        $rec->{body_file} = "$name.body";
+    } else {
+        $rec->{body_b64} = encode_base64($body, '');
+    }
     write_file("$name.tmp", $JSON->encode($rec));
     rename "$name.tmp", $name or die "rename: $!";
     upstream_send($c, $dir);
@@ -560,7 +566,8 @@ sub upstream_requests {
     my @recs;
     for my $f (@files) {
         my $rec = json_decode(read_file("$dir/$f"));
-        $rec->{body} = decode_base64($rec->{body_b64});
+        $rec->{body} = defined $rec->{body_file}
+            ? read_file($rec->{body_file}) : decode_base64($rec->{body_b64});
         push @recs, $rec;
     }
     return @recs;
@@ -569,7 +576,7 @@ sub upstream_requests {
 sub upstream_reset {
     my $dir = upstream_dir();
     opendir my $dh, $dir or return;
-    unlink map { "$dir/$_" } grep { /^\d+\.json$/ } readdir $dh;
+    unlink map { "$dir/$_" } grep { /^\d+\.json(\.body)?$/ } readdir $dh;
     closedir $dh;
 }
 
@@ -920,7 +927,8 @@ my @AUDIT_VARS = (
     map { [$_ => "gi2_$_"] } qw(upstream_status error_type error_code
         moderation_stage moderation_categories image_sha256 image_count
         input_tokens output_tokens total_tokens prompt_hash consumer_hash
-        request_id retry_count cost_usd decision reject_code model)
+        request_id retry_count cost_usd decision reject_code model
+        input_image_sha256)
 );
 
 sub audit_http {
