@@ -125,6 +125,8 @@ static const char  *gi2_field_names[GI2_F_LAST] = {
 
 static int gi2_req_value(gi2_req_parser_t *p, gi2_type_e type,
     const unsigned char *s, size_t len);
+static int gi2_req_keep(gi2_req_parser_t *p, gi2_field_t *f,
+    gi2_type_e type, const unsigned char *s, size_t len);
 static int gi2_req_null(void *ctx);
 static int gi2_req_boolean(void *ctx, int b);
 static int gi2_req_number(void *ctx, const char *s, size_t len);
@@ -593,8 +595,7 @@ static int
 gi2_req_value(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
     size_t len)
 {
-    gi2_field_t    *f;
-    unsigned char  *copy;
+    gi2_field_t  *f;
 
     if (p->depth == 0) {
         gi2_req_fail(p, "the request body must be a JSON object", NULL);
@@ -619,6 +620,18 @@ gi2_req_value(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
     }
 
     p->key = -1;
+
+    return gi2_req_keep(p, f, type, s, len);
+}
+
+
+/* a field's value as it ends: its type, its end offset, and a copy */
+
+static int
+gi2_req_keep(gi2_req_parser_t *p, gi2_field_t *f, gi2_type_e type,
+    const unsigned char *s, size_t len)
+{
+    unsigned char  *copy;
 
     f->type = type;
     f->value_end = p->base + yajl_get_bytes_consumed(p->yajl);
@@ -991,7 +1004,6 @@ gi2_req_rvalue(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
 {
     unsigned        cx, role;
     gi2_field_t    *f;
-    unsigned char  *copy;
 
     cx = p->cx[p->depth];
 
@@ -1021,26 +1033,9 @@ gi2_req_rvalue(gi2_req_parser_t *p, gi2_type_e type, const unsigned char *s,
     case GI2_R_SIZE:
     case GI2_R_QUALITY:
         f = &p->tool[role - GI2_R_MODERATION];
-        f->type = type;
-        f->value_end = p->base + yajl_get_bytes_consumed(p->yajl);
 
-        if (s == NULL || len > 32) {
-            return 1;
-        }
-
-        copy = p->alloc->alloc(p->alloc->data, len + 1);
-        if (copy == NULL) {
-            gi2_req_fail(p, "out of memory", NULL);
-            return 0;
-        }
-
-        memcpy(copy, s, len);
-        copy[len] = '\0';
-
-        f->value.data = copy;
-        f->value.len = len;
-
-        return 1;
+        /* longer values are no value the policy knows: kept uncopied */
+        return gi2_req_keep(p, f, type, (len > 32) ? NULL : s, len);
     }
 
     return 1;
