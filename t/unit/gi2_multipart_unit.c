@@ -15,6 +15,7 @@
 #include "gi2_core.h"
 #include "gi2_multipart.h"
 #include "unit_tap.h"
+#include "unit_pool.h"
 
 
 #define B               "gi2-Boundary_0123"
@@ -22,17 +23,6 @@
 #define UNIT_SPLITS     40
 #define UNIT_RANDOM     300
 
-
-typedef struct unit_blk_s  unit_blk_t;
-
-struct unit_blk_s {
-    unit_blk_t          *next;
-    size_t               pad;      /* keeps the block aligned */
-};
-
-typedef struct {
-    unit_blk_t          *head;
-} unit_pool_t;
 
 typedef struct {
     unsigned char       *data;
@@ -55,10 +45,6 @@ typedef struct {
 } unit_res_t;
 
 
-static void *unit_alloc(void *data, size_t size);
-static void unit_pool_free(unit_pool_t *pool);
-static uint64_t unit_rand(void);
-static size_t unit_rnd(size_t n);
 static void buf_add(unit_buf_t *b, const void *p, size_t n);
 static void buf_str(unit_buf_t *b, const char *s);
 static void buf_free(unit_buf_t *b);
@@ -86,63 +72,9 @@ static void test_lookalikes(void);
 static void test_random(void);
 
 
-static uint64_t      unit_state = 0x6d756c7469706172ULL;
 static unit_pool_t   unit_pool;
 static gi2_alloc_t   unit_a = { unit_alloc, &unit_pool, NULL };
 
-
-/* a pool: everything is freed after each parse */
-
-static void *
-unit_alloc(void *data, size_t size)
-{
-    unit_pool_t  *pool = data;
-    unit_blk_t   *b;
-
-    b = malloc(sizeof(unit_blk_t) + size);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    b->next = pool->head;
-    pool->head = b;
-
-    return b + 1;
-}
-
-
-static void
-unit_pool_free(unit_pool_t *pool)
-{
-    unit_blk_t  *b, *next;
-
-    for (b = pool->head; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-
-    pool->head = NULL;
-}
-
-
-/* xorshift64* */
-
-static uint64_t
-unit_rand(void)
-{
-    unit_state ^= unit_state >> 12;
-    unit_state ^= unit_state << 25;
-    unit_state ^= unit_state >> 27;
-
-    return unit_state * 0x2545f4914f6cdd1dULL;
-}
-
-
-static size_t
-unit_rnd(size_t n)
-{
-    return (size_t) ((unit_rand() >> 11) % n);
-}
 
 
 static void
@@ -1377,6 +1309,8 @@ test_random(void)
 int
 main(void)
 {
+    unit_state = 0x6d756c7469706172ULL;
+
     test_content_type();
     test_fields();
     test_images();

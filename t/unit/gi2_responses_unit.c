@@ -14,21 +14,11 @@
 
 #include "gi2_core.h"
 #include "unit_tap.h"
+#include "unit_pool.h"
 
 
 #define UNIT_SPLITS     30
 
-
-typedef struct unit_blk_s  unit_blk_t;
-
-struct unit_blk_s {
-    unit_blk_t          *next;
-    size_t               pad;
-};
-
-typedef struct {
-    unit_blk_t          *head;
-} unit_pool_t;
 
 typedef struct {
     gi2_req_t            req;
@@ -37,10 +27,6 @@ typedef struct {
 } unit_res_t;
 
 
-static void *unit_alloc(void *data, size_t size);
-static void unit_pool_free(unit_pool_t *pool);
-static uint64_t unit_rand(void);
-static size_t unit_rnd(size_t n);
 static int parse(gi2_req_mode_e mode, const char *body, size_t len,
     int split, unit_res_t *out);
 static int res_same(const unit_res_t *a, const unit_res_t *b);
@@ -59,59 +45,9 @@ static void test_refusals(void);
 static void test_caps(void);
 
 
-static uint64_t      unit_state = 0x726573706f6e7365ULL;
 static unit_pool_t   unit_pool;
 static gi2_alloc_t   unit_a = { unit_alloc, &unit_pool, NULL };
 
-
-static void *
-unit_alloc(void *data, size_t size)
-{
-    unit_pool_t  *pool = data;
-    unit_blk_t   *b;
-
-    b = malloc(sizeof(unit_blk_t) + size);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    b->next = pool->head;
-    pool->head = b;
-
-    return b + 1;
-}
-
-
-static void
-unit_pool_free(unit_pool_t *pool)
-{
-    unit_blk_t  *b, *next;
-
-    for (b = pool->head; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-
-    pool->head = NULL;
-}
-
-
-static uint64_t
-unit_rand(void)
-{
-    unit_state ^= unit_state >> 12;
-    unit_state ^= unit_state << 25;
-    unit_state ^= unit_state >> 27;
-
-    return unit_state * 0x2545f4914f6cdd1dULL;
-}
-
-
-static size_t
-unit_rnd(size_t n)
-{
-    return (size_t) ((unit_rand() >> 11) % n);
-}
 
 
 /*
@@ -552,6 +488,8 @@ test_caps(void)
 int
 main(void)
 {
+    unit_state = 0x726573706f6e7365ULL;
+
     test_no_tool();
     test_tool();
     test_text();
