@@ -80,15 +80,15 @@ $(BUILD)/gi2_modapi_unit: t/unit/gi2_modapi_unit.c t/unit/unit_tap.h \
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_modapi_unit.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
 
-$(BUILD)/gi2_multipart_unit: t/unit/gi2_multipart_unit.c t/unit/unit_tap.h t/unit/unit_pool.h \
-                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h \
+$(BUILD)/gi2_multipart_unit: t/unit/gi2_multipart_unit.c t/unit/unit_tap.h \
+                             t/unit/unit_pool.h $(CORE_SRCS) ngx_gi2_module/gi2_core.h \
                              ngx_gi2_module/gi2_multipart.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_multipart_unit.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
 
-$(BUILD)/gi2_responses_unit: t/unit/gi2_responses_unit.c t/unit/unit_tap.h t/unit/unit_pool.h \
-                             $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
+$(BUILD)/gi2_responses_unit: t/unit/gi2_responses_unit.c t/unit/unit_tap.h \
+                             t/unit/unit_pool.h $(CORE_SRCS) ngx_gi2_module/gi2_core.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_responses_unit.c $(CORE_SRCS) \
 	    $(CORE_LIBS)
