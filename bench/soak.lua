@@ -111,7 +111,7 @@ function response(status, headers, body)
     if expect[kind] ~= status then
         bad = bad + 1
         if first_bad == "" then
-            first_bad = kind .. " got " .. status
+            first_bad = kind .. ":" .. status
         end
     end
 end
