@@ -3,6 +3,9 @@
 #   make run     start the example gateway on 127.0.0.1:8080 (make stop ends it)
 #   make test    build everything and run the whole suite with prove
 #   make bench   throughput and memory figures, as ratios to a baseline
+#   make fuzz    each libFuzzer harness fuzz/*_fuzz.c for FUZZ_TIME seconds
+#   make test-asan      the suite against the module built with ASan+UBSan
+#   make test-valgrind  a subset of the suite with nginx under valgrind
 
 SHELL := /bin/bash
 TOP := $(CURDIR)
@@ -14,6 +17,8 @@ MODULE := $(BUILD)/ngx_http_gi2_module.so
 # Debian packages the build, the tests and the bench need.
 DEB_BUILD := nginx nginx-dev libpcre2-dev libyajl-dev libutf8proc-dev \
              libssl-dev zlib1g-dev gcc make pkg-config perl curl
+DEB_FUZZ := clang libclang-rt-dev
+DEB_CHECK := valgrind
 DEB_BENCH := wrk libnginx-mod-http-modsecurity libnginx-mod-http-lua \
              lua-cjson python3
 
@@ -26,7 +31,21 @@ CORE_LIBS := -lpcre2-8 -lyajl -lutf8proc -lcrypto
 WERROR_OPT := -Wall -Wextra -Werror -Wno-unused-parameter \
               -Wno-missing-field-initializers
 
-.PHONY: all deps deps-bench module unit test run stop bench clean
+# fuzz/NAME_fuzz.c: libFuzzer harnesses of the nginx-free core, linked with
+# every gi2_*.c (a new parser is picked up without a change here).  Each
+# is also built with a plain main (fuzz/replay.c) under ASan+UBSan, which
+# `make test` runs over fuzz/corpus/NAME and fuzz/regress/NAME.
+FUZZ_TIME ?= 60
+FUZZ_NAMES := $(patsubst fuzz/%_fuzz.c,%,$(wildcard fuzz/*_fuzz.c))
+FUZZ_CORE := $(wildcard ngx_gi2_module/gi2_*.c)
+FUZZ_DEPS := $(FUZZ_CORE) $(wildcard ngx_gi2_module/gi2_*.h) fuzz/fuzz.h
+FUZZ_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer \
+               -Wall -Wextra -Werror -I ngx_gi2_module -I /usr/include/yajl
+FUZZ_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%_fuzz)
+REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%_replay)
+
+.PHONY: all deps deps-bench deps-fuzz deps-check module unit test run stop \
+        bench clean fuzz module-asan test-asan test-valgrind
 
 all: module unit
 
@@ -35,6 +54,12 @@ deps:
 
 deps-bench:
 	@bash .ci/deps $(DEB_BUILD) $(DEB_BENCH)
+
+deps-fuzz:
+	@bash .ci/deps $(DEB_BUILD) $(DEB_FUZZ)
+
+deps-check:
+	@bash .ci/deps $(DEB_BUILD) $(DEB_CHECK)
 
 $(BUILD)/nginx-src/objs/Makefile: config | deps
 	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
@@ -62,7 +87,18 @@ $(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_resp_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
-unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit
+$(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c $(FUZZ_DEPS) | deps-fuzz
+	@mkdir -p $(BUILD)/fuzz
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_CORE) $(CORE_LIBS)
+
+$(BUILD)/fuzz/%_replay: fuzz/%_fuzz.c fuzz/replay.c $(FUZZ_DEPS) | deps
+	@mkdir -p $(BUILD)/fuzz
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< fuzz/replay.c \
+	    $(FUZZ_CORE) $(CORE_LIBS)
+
+unit: $(BUILD)/gi2_unit $(BUILD)/gi2_resp_unit $(REPLAY_BINS)
 
 test: module unit
 	prove -r t/
@@ -75,6 +111,9 @@ stop:
 
 bench: deps-bench module
 	@bash bench/run.sh
+
+fuzz: deps-fuzz $(FUZZ_BINS)
+	@bash fuzz/run.sh $(FUZZ_TIME) $(FUZZ_NAMES)
 
 clean:
 	rm -rf $(BUILD)
