@@ -44,6 +44,18 @@ FUZZ_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer \
 FUZZ_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%_fuzz)
 REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%_replay)
 
+# make test-asan: the module built with gcc's ASan and UBSan into build/asan
+# and loaded into the stock nginx with the runtimes preloaded
+# (t/sanitize/asan-nginx); the C unit tests built the same way.
+# make test-valgrind: the stock build under valgrind, on VALGRIND_TESTS.
+ASAN := $(BUILD)/asan
+ASAN_MODULE := $(ASAN)/ngx_http_gi2_module.so
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
+VALGRIND := $(BUILD)/valgrind
+VALGRIND_TESTS ?= t/10-allow.t t/20-rules.t t/30-keywords.t \
+                  t/40-moderation.t t/60-bad-input.t t/100-audit-response.t
+
 .PHONY: all deps deps-bench deps-fuzz deps-check module unit test run stop \
         bench clean fuzz module-asan test-asan test-valgrind
 
@@ -87,6 +99,29 @@ $(BUILD)/gi2_resp_unit: t/unit/gi2_resp_unit.c t/unit/unit_tap.h $(CORE_SRCS) \
 	@mkdir -p $(BUILD)
 	$(CC) $(CORE_CFLAGS) -o $@ t/unit/gi2_resp_unit.c $(CORE_SRCS) $(CORE_LIBS)
 
+$(ASAN)/nginx-src/objs/Makefile: config | deps
+	@rm -rf $(ASAN)/nginx-src && mkdir -p $(ASAN)
+	cp -a $(NGX_SRC) $(ASAN)/nginx-src
+	cd $(ASAN)/nginx-src && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="-g -O1 -fPIC $(SAN_FLAGS) $(WERROR_OPT)" \
+	    --with-ld-opt="-Wl,-z,relro -Wl,-z,now -fPIC $(SAN_FLAGS)" \
+	    --add-dynamic-module=$(TOP) > $(ASAN)/configure.log 2>&1 \
+	    || { tail -20 $(ASAN)/configure.log; exit 1; }
+
+$(ASAN_MODULE): $(ASAN)/nginx-src/objs/Makefile $(NGX_SRCS)
+	$(MAKE) -C $(ASAN)/nginx-src -f objs/Makefile modules
+	cp $(ASAN)/nginx-src/objs/ngx_http_gi2_module.so $@.tmp && mv -f $@.tmp $@
+
+$(ASAN)/gi2_unit $(ASAN)/gi2_resp_unit: $(ASAN)/%: t/unit/%.c \
+                                        t/unit/unit_tap.h $(CORE_SRCS) \
+                                        ngx_gi2_module/gi2_core.h \
+                                        ngx_gi2_module/gi2_resp.h | deps
+	@mkdir -p $(ASAN)
+	$(CC) $(CORE_CFLAGS) $(SAN_FLAGS) -o $@ $< $(CORE_SRCS) $(CORE_LIBS)
+
+module-asan: deps $(ASAN_MODULE)
+
 $(BUILD)/fuzz/%_fuzz: fuzz/%_fuzz.c $(FUZZ_DEPS) | deps-fuzz
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
@@ -111,6 +146,28 @@ stop:
 
 bench: deps-bench module
 	@bash bench/run.sh
+
+# Sanitizer reports land in $(ASAN)/logs; any file there fails the target.
+test-asan: module-asan $(ASAN)/gi2_unit $(ASAN)/gi2_resp_unit $(REPLAY_BINS)
+	@rm -rf $(ASAN)/logs && mkdir -p $(ASAN)/logs && chmod 1777 $(ASAN)/logs
+	@start=$$(date +%s); \
+	ASAN_OPTIONS=log_path=$(ASAN)/logs/asan:detect_leaks=1 \
+	UBSAN_OPTIONS=log_path=$(ASAN)/logs/ubsan:print_stacktrace=1 \
+	    prove --exec '' $(ASAN)/gi2_unit $(ASAN)/gi2_resp_unit; ur=$$?; \
+	GI2_NGINX=$(TOP)/t/sanitize/asan-nginx GI2_MODULE=$(ASAN_MODULE) \
+	GI2_SAN_LOGS=$(ASAN)/logs GI2_TIMEOUT=30 prove -r t/; pr=$$?; \
+	echo "test-asan: $$(( $$(date +%s) - start )) s"; \
+	if [ -n "$$(ls -A $(ASAN)/logs)" ]; then \
+	    echo "test-asan: sanitizer reports:"; \
+	    head -n 40 $(ASAN)/logs/*; exit 1; fi; \
+	[ $$ur -eq 0 ] && [ $$pr -eq 0 ]
+
+# valgrind: no invalid access anywhere, no definite leak through the module
+test-valgrind: deps-check module unit
+	@rm -rf $(VALGRIND) && mkdir -p $(VALGRIND) && chmod 1777 $(VALGRIND)
+	GI2_NGINX=$(TOP)/t/sanitize/valgrind-nginx GI2_SAN_LOGS=$(VALGRIND) \
+	GI2_TIMEOUT=60 prove $(VALGRIND_TESTS)
+	perl t/sanitize/valgrind-check $(VALGRIND)
 
 fuzz: deps-fuzz $(FUZZ_BINS)
 	@bash fuzz/run.sh $(FUZZ_TIME) $(FUZZ_NAMES)
