@@ -27,7 +27,7 @@ my $GEN = '/v1/images/generations';
 my $CYR_E = "\xd0\xb5";                 # CYRILLIC SMALL LETTER IE, UTF-8
 
 write_file('gi2.key', "0123456789abcdef-hostile-tests\n");
-write_file('kw/weapons.txt', "bomb\npipe bomb\n");
+write_file('kw/weapons.txt', "bomb\npipe bomb\nrifle\n");
 
 gi2_start(audit_http() . <<'EOF' . audit_server() . <<"EOF2");
     gi2_hash_key_file %%PREFIX%%/gi2.key;
@@ -211,6 +211,8 @@ sub test_confusables {
     denied('keyword in fullwidth with a zero-width space',
         post($GEN, qq({"prompt":"a \xef\xbd\x82\xef\xbd\x8f\\u200b)
             . qq(\xef\xbd\x8d\xef\xbd\x82"})), 'k_weapons');
+    denied('keyword with the fl ligature',
+        post($GEN, qq({"prompt":"a ri\xef\xac\x82e"})), 'k_weapons');
     denied('keyword phrase split by a tab and a newline',
         post($GEN, '{"prompt":"a PIPE\t\n BOMB"}'), 'k_weapons');
 
@@ -358,6 +360,14 @@ sub test_framing {
         raw_send($req . sprintf("%x;ext=1\r\n%s\r\n0\r\n"
             . "Content-Type: text/plain\r\n\r\n", length $nude, $nude), $id),
         'r_nude');
+
+    # white space JSON does not have: yajl would take it, rewrites could
+    # not find the value behind it
+    invalid('form feed before a value to rewrite',
+        post("/rewrite$GEN", qq({"prompt":"a","moderation":\f"low"})),
+        undef);
+    invalid('vertical tab between tokens',
+        post($GEN, qq({"prompt"\v:"a nude"})), undef);
 
     # HTTP/1.0 without a length: no body at all
     $id = 'h10';
