@@ -53,8 +53,11 @@ ASAN_MODULE := $(ASAN)/ngx_http_gi2_module.so
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
 VALGRIND := $(BUILD)/valgrind
-VALGRIND_TESTS ?= t/10-allow.t t/20-rules.t t/30-keywords.t \
-                  t/40-moderation.t t/60-bad-input.t t/100-audit-response.t
+VALGRIND_TESTS ?= t/10-allow.t t/20-rules.t t/30-keywords.t t/40-moderation.t \
+                  t/50-exception.t t/55-header-removal.t t/60-bad-input.t \
+                  t/70-body-transport.t t/80-passthrough.t \
+                  t/85-redirect-and-edges.t t/100-audit-response.t \
+                  t/110-audit-directives.t t/140-hostile.t
 
 .PHONY: all deps deps-bench deps-fuzz deps-check module unit test run stop \
         bench clean fuzz module-asan test-asan test-valgrind

@@ -367,7 +367,7 @@ sub test_framing {
         post("/rewrite$GEN", qq({"prompt":"a","moderation":\f"low"})),
         undef);
     invalid('vertical tab between tokens',
-        post($GEN, qq({"prompt"\v:"a nude"})), undef);
+        post($GEN, qq({"prompt"\x0b:"a nude"})), undef);
 
     # HTTP/1.0 without a length: no body at all
     $id = 'h10';

@@ -35,8 +35,10 @@ EOF2
 my $GEN = '/v1/images/generations';
 my $LOW = '{"prompt":"a cat","moderation":"low"}';
 
+# (log_for() waits for the line: nginx writes it after the close)
 sub entry {
     my ($res) = @_;
+    return [] unless %{ log_for($res) };
     for my $l (reverse access_log_lines()) {
         my @v = split /\|/, $l, -1;
         return \@v if $v[0] eq $res->{id};
