@@ -9,8 +9,9 @@
  *
  *   - fed whole, byte by byte and in pseudo-random pieces: the same
  *     result, byte for byte;
- *   - one image, index 0 (none in the event), not truncated, good base64, its size the
- *     input's and its hash OpenSSL's SHA-256 of the input;
+ *   - one image, index 0 (none in the event), not truncated, good
+ *     base64, its size the input's and its hash OpenSSL's SHA-256 of the
+ *     input;
  *   - a format is only claimed when the bytes start with its signature,
  *     and dimensions only with a format.
  */

@@ -37,7 +37,8 @@ for my $name (@names) {
     my $out = `'$bin' @dirs 2>&1`;
     my $rc = $?;
     is($rc, 0, "$name: replay exits 0") or diag(substr($out, -3000));
-    like($out, qr/^replayed $want inputs$/m, "$name: all $want inputs replayed");
+    like($out, qr/^replayed $want inputs$/m,
+        "$name: all $want inputs replayed");
 }
 
 done_testing();
