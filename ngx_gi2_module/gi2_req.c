@@ -76,6 +76,7 @@ struct gi2_req_parser_s {
     unsigned              string:1;   /* the raw scan is in a string */
     unsigned              escape:1;   /* after a backslash */
     unsigned              high:1;     /* a high surrogate wants a low one */
+    unsigned              space:1;    /* the raw scan stopped at \v or \f */
 
     /* responses mode */
     gi2_req_mode_e        mode;
@@ -319,8 +320,9 @@ gi2_req_parser_feed(gi2_req_parser_t *p, const unsigned char *buf,
     }
 
     if (bad) {
-        return gi2_req_fail(p, "the request body has an unpaired UTF-16 "
-                            "surrogate escape", NULL);
+        return gi2_req_fail(p, p->space ? "the request body is not valid JSON"
+                               : "the request body has an unpaired UTF-16 "
+                                 "surrogate escape", NULL);
     }
 
     return GI2_OK;
@@ -332,6 +334,12 @@ gi2_req_stage(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
 {
     size_t          cap;
     unsigned char  *stage;
+
+    /* an empty chunk: nothing to hold, and no stage may exist yet */
+
+    if (len == 0) {
+        return GI2_OK;
+    }
 
     if (p->staged + len > p->cap) {
         cap = p->cap ? p->cap * 2 : 4096;
@@ -456,6 +464,10 @@ gi2_req_fail(gi2_req_parser_t *p, const char *error, const char *param)
  * prompt matched here would not be the one upstream decodes.  A raw scan
  * of the strings finds the first escape that is not half of a proper pair
  * and returns how many bytes come before it (len when all are fine).
+ *
+ * yajl also takes \v and \f for white space between tokens, which JSON
+ * does not: the offsets the rewrites read forwards from would then cross
+ * bytes they do not expect.  The scan stops at those too.
  */
 
 static size_t
@@ -537,6 +549,9 @@ gi2_req_scan(gi2_req_parser_t *p, const unsigned char *buf, size_t len)
             case ' ': case '\t': case '\r': case '\n':
                 p->token = p->fed + i + 1;
                 break;
+            case '\v': case '\f':
+                p->space = 1;
+                return i;
             }
 
             continue;

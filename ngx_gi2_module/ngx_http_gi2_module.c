@@ -27,6 +27,8 @@ static char *ngx_http_gi2_exception(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_gi2_header_name(ngx_conf_t *cf, void *post,
+    void *data);
 static time_t ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d);
 static char *ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -74,6 +76,11 @@ static ngx_conf_post_t  ngx_http_gi2_reject_status_post = {
 };
 
 
+static ngx_conf_post_t  ngx_http_gi2_header_name_post = {
+    ngx_http_gi2_header_name
+};
+
+
 static ngx_command_t  ngx_http_gi2_commands[] = {
 
     { ngx_string("gi2"),
@@ -116,7 +123,7 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_gi2_loc_conf_t, exception_header),
-      NULL },
+      &ngx_http_gi2_header_name_post },
 
     { ngx_string("gi2_exception"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
@@ -1292,6 +1299,41 @@ ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post, void *data)
 
 
 /*
+ * A header name nginx can receive: letters, digits, '-' and '_' (the last
+ * only arrives with underscores_in_headers on).  Any other name would
+ * never match, and no exception could ever be presented.
+ */
+
+static char *
+ngx_http_gi2_header_name(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_str_t  *name = data;
+
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            break;
+        }
+    }
+
+    if (name->len == 0 || name->len > 128 || i < name->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid header name \"%V\": use 1 to 128 of "
+                           "A-Z a-z 0-9 - _", name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * The key for every hash the module writes (prompt, consumer, user field):
  * a secret file, read once here.  Without it the hashes are not written.
  */
@@ -1412,6 +1454,12 @@ ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (glcf->prices == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2_price needs a model name");
+        return NGX_CONF_ERROR;
     }
 
     price = glcf->prices->elts;

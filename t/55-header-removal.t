@@ -36,17 +36,13 @@ EOF2
 my $GEN = '/v1/images/generations';
 my $LOW = '{"prompt":"a cat","moderation":"low"}';
 
-# waits for the line: nginx may write it after the client saw the close
+# (log_for() waits for the line: nginx writes it after the close)
 sub entry {
     my ($res) = @_;
-    my $end = time() + 10;
-    while (1) {
-        for my $l (reverse access_log_lines()) {
-            my @v = split /\|/, $l, -1;
-            return \@v if $v[0] eq $res->{id};
-        }
-        return [] if time() > $end;
-        sleep(0.02);
+    return [] unless %{ log_for($res) };
+    for my $l (reverse access_log_lines()) {
+        my @v = split /\|/, $l, -1;
+        return \@v if $v[0] eq $res->{id};
     }
 }
 

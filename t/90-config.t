@@ -18,6 +18,10 @@ write_file('kw/bomb.txt', "bomb\n");
 write_file('kw/grenade.txt', "# list\ngrenade\n");
 write_file('kw/comments.txt', "# only\n   # comments\n\n \t\n");
 write_file('kw/empty.txt', '');
+write_file('kw/bad-utf8.txt', "fine\n\xff\xfe\n");
+write_file('kw/invisible.txt', "fine\n\xe2\x80\x8b\xc2\xad\n");
+write_file('empty.key', '');
+write_file('not-a-dir', 'x');
 mkdir prefix() . '/kw/adir';
 
 # A location wrapping the directive under test; MARK finds its line.
@@ -154,6 +158,81 @@ sub test_other_errors {
         qr/"gi2_moderation_low" directive is duplicate/);
 }
 
+# Each message names what is wrong, and the file:line of the directive.
+sub test_more_errors {
+    my $p = prefix();
+    my $id = qr/use 1 to 128 of A-Z a-z 0-9 _ - \. : \//;
+    fails('empty rule id', in_location('gi2_rule "" deny c "x";'),
+        qr/invalid rule id "": $id/);
+    fails('rule id with a space', in_location('gi2_rule "a b" deny c "x";'),
+        qr/invalid rule id "a b": $id/);
+    fails('empty category', in_location('gi2_rule r1 deny "" "x";'),
+        qr/invalid category "" in rule "r1": $id/);
+    fails('empty pattern', in_location('gi2_rule r1 deny c "";'),
+        qr/empty pattern in gi2_rule "r1"/);
+    fails('pattern not UTF-8', in_location(qq(gi2_rule r1 deny c "\xff";)),
+        qr/gi2_rule "r1": bad pattern: UTF-8 error: .* at offset 0/);
+    fails('pattern with \C', in_location('gi2_rule r1 deny c "a\Cb";'),
+        qr/gi2_rule "r1": bad pattern: using \\C is disabled .* at offset 3/);
+    fails('empty keyword list id',
+        in_location('gi2_keywords "" deny c kw/bomb.txt;'),
+        qr/invalid rule id "": $id/);
+    my $kw = qr/not valid UTF-8, or nothing left once normalized/;
+    fails('keyword line not UTF-8',
+        in_location('gi2_keywords k1 deny c kw/bad-utf8.txt;'),
+        qr/gi2_keywords "k1": \Q$p\E\/kw\/bad-utf8\.txt:2: $kw/);
+    fails('keyword line of invisible characters',
+        in_location('gi2_keywords k1 deny c kw/invisible.txt;'),
+        qr/gi2_keywords "k1": \Q$p\E\/kw\/invisible\.txt:2: $kw/);
+    fails('empty exception id', in_location('gi2_exception "";'),
+        qr/invalid exception id "": $id/);
+    my $ex = qr/use expires=YYYY-MM-DD and consumer=VALUE/;
+    fails('empty exception consumer',
+        in_location('gi2_exception e1 consumer=;'),
+        qr/invalid parameter "consumer=" in gi2_exception "e1": $ex/);
+    fails('exception consumer twice',
+        in_location('gi2_exception e1 consumer=a consumer=b;'),
+        qr/invalid parameter "consumer=b" in gi2_exception "e1": $ex/);
+    fails('exception expires twice',
+        in_location('gi2_exception e1 expires=2099-01-01 expires=2099-02-01;'),
+        qr/invalid parameter "expires=2099-02-01" in gi2_exception "e1": $ex/);
+    my $hn = qr/use 1 to 128 of A-Z a-z 0-9 - _/;
+    for my $h ('', 'X GI2', 'X-GI2:', "X-\xc3\xa9", 'X' x 129) {
+        fails("exception header name '$h'",
+            in_location(qq(gi2_exception_header "$h";)),
+            qr/invalid header name "\Q$h\E": $hn/);
+    }
+    passes_t('exception header with an underscore',
+        in_location('gi2_exception_header X_GI2_Exception;'));
+    fails('duplicate gi2_exception_header', in_location(
+        "gi2_exception_header X-A;\n            gi2_exception_header X-B;"),
+        qr/"gi2_exception_header" directive is duplicate/);
+    fails('gi2_response_inspection bad value',
+        in_location('gi2_response_inspection maybe;'),
+        qr/invalid value "maybe" in "gi2_response_inspection" directive, /
+            . qr/it must be "on" or "off"/);
+    fails('gi2_reject_status not a number',
+        in_location('gi2_reject_status 400x;'),
+        qr/"gi2_reject_status" directive invalid number/);
+    fails('hash key file empty', in_location("gi2_hash_key_file $p/empty.key;"),
+        qr/gi2_hash_key_file: "\Q$p\E\/empty\.key" holds 0 bytes; /
+            . qr/a key needs at least 16.*/);
+    fails('hash key file a directory', in_location("gi2_hash_key_file $p/kw;"),
+        qr/gi2_hash_key_file: cannot read "\Q$p\E\/kw" .*Is a directory\)/);
+    fails('hash key file under a regular file',
+        in_location("gi2_hash_key_file $p/not-a-dir/k;"),
+        qr/gi2_hash_key_file: cannot open "\Q$p\E\/not-a-dir\/k" /
+            . qr/.*Not a directory\)/);
+    fails('price without a model',
+        in_location('gi2_price "" input=1 output=1;'),
+        qr/gi2_price needs a model name/);
+    fails('negative price', in_location('gi2_price m input=-1 output=1;'),
+        qr/invalid parameter "input=-1" in gi2_price "m": .*/);
+    fails('unknown price parameter',
+        in_location('gi2_price m input=1 output=1 foo=2;'),
+        qr/invalid parameter "foo=2" in gi2_price "m": .*/);
+}
+
 sub test_valid_configs {
     passes_t('every directive at every level', <<'EOF');
     gi2 off;
@@ -197,6 +276,7 @@ test_bad_dates();
 test_keyword_files();
 test_arg_counts();
 test_other_errors();
+test_more_errors();
 test_valid_configs();
 
 ###########################################################################

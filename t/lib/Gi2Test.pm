@@ -7,7 +7,10 @@ package Gi2Test;
 #
 # One nginx and one mock upstream per test file; state lives in %S.
 # GI2_KEEP=1 keeps the prefix (its path is printed with diag).
-# GI2_NGINX overrides /usr/sbin/nginx.
+# GI2_NGINX overrides /usr/sbin/nginx, GI2_MODULE build/ngx_http_gi2_module.so
+# and GI2_TIMEOUT the 10 s waits (make test-asan, make test-valgrind).
+# With GI2_SAN_LOGS set, error_log_clean() also fails on any sanitizer
+# report (asan.* or ubsan.*) in that directory.
 #
 #   gi2_start($http_block, %o)   write nginx.conf and start nginx; the
 #                                template is the body of http{}, with
@@ -65,8 +68,8 @@ our @EXPORT = qw(
 
 my $REPO = dirname(dirname(dirname(abs_path(__FILE__))));
 my $NGINX = $ENV{GI2_NGINX} || '/usr/sbin/nginx';
-my $MODULE = "$REPO/build/ngx_http_gi2_module.so";
-my $TIMEOUT = 10;
+my $MODULE = $ENV{GI2_MODULE} || "$REPO/build/ngx_http_gi2_module.so";
+my $TIMEOUT = $ENV{GI2_TIMEOUT} || 10;
 
 my %S = (id => 0);
 
@@ -325,6 +328,18 @@ sub error_log_clean {
         split /\n/, error_log();
     ok(!@bad, 'error.log has no alert/crit/emerg or crash lines')
         or diag(join("\n", @bad[0 .. ($#bad > 19 ? 19 : $#bad)]));
+    sanitizer_clean() if $ENV{GI2_SAN_LOGS};
+}
+
+# No ASan or UBSan report so far (t/sanitize/asan-nginx writes them).
+sub sanitizer_clean {
+    my $dir = $ENV{GI2_SAN_LOGS};
+    opendir my $dh, $dir or return fail("sanitizer logs: $dir: $!");
+    my @rep = sort grep { /^(asan|ubsan)\./ } readdir $dh;
+    closedir $dh;
+    ok(!@rep, 'no sanitizer report') or diag(join("\n",
+        map { "$dir/$_:\n" . substr(read_file("$dir/$_") // '', 0, 4000) }
+            @rep[0 .. ($#rep > 2 ? 2 : $#rep)]));
 }
 
 ###########################################################################

@@ -1418,7 +1418,13 @@ static const unit_req_case_t  unit_req_invalid[] = {
     { "{\"prompt\":\"a\",\"n\":NaN}", NULL },
     { "{\"prompt\":\"a\"} // c", NULL },
     { "/* c */ {\"prompt\":\"a\"}", NULL },
-    { U_BOM "{\"prompt\":\"a\"}", NULL }
+    { U_BOM "{\"prompt\":\"a\"}", NULL },
+
+    /* yajl's extra white space: the rewrite offsets would cross it */
+    { "{\"prompt\":\"a\",\"moderation\":\f\"low\"}", NULL },
+    { "{\"prompt\":\"a\",\"user\"\v:\"u\"}", NULL },
+    { "\f{\"prompt\":\"a\"}", NULL },
+    { "{\"prompt\":\"a\"}\v", NULL }
 };
 
 
