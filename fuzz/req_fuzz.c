@@ -448,7 +448,7 @@ fz_prompt(const unsigned char *text, size_t len)
     int              rc, errors;
     size_t           i, count, left, right, k;
     unsigned        *hits;
-    gi2_str_t        norm, again;
+    gi2_str_t        norm, again, skel;
     unsigned char   *hit, *hit2, *padded;
     const uint8_t   *at;
 
@@ -466,6 +466,19 @@ fz_prompt(const unsigned char *text, size_t len)
     FZ_CHECK(rc == GI2_OK && again.len == norm.len
              && memcmp(again.data, norm.data, norm.len) == 0,
              "normalization is idempotent");
+
+    /* the skeleton: valid UTF-8, and a fixed point */
+
+    rc = gi2_skeleton(norm.data, norm.len, &skel, &fz_pool);
+    FZ_CHECK(rc == GI2_OK, "skeleton");
+
+    if (skel.len > 0) {
+        FZ_CHECK(gi2_utf8_valid(skel.data, skel.len)
+                 && skel.data[skel.len] == '\0', "skeleton is UTF-8");
+        rc = gi2_skeleton(skel.data, skel.len, &again, &fz_pool);
+        FZ_CHECK(rc == GI2_OK && again.len == 0,
+                 "the skeleton of a skeleton is itself");
+    }
 
     count = gi2_ruleset_count(fz_rs);
     hits = fz_arena_alloc(&fz_arena, (count + 1) * sizeof(unsigned));

@@ -50,6 +50,15 @@ int gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
     gi2_alloc_t *a);
 
 /*
+ * The skeleton of a normal form (from gi2_normalize): accents stripped,
+ * letters that look Latin (Cyrillic, Greek, ...) replaced by the Latin
+ * ones.  out->len is 0 when it is the normal form itself (always for
+ * ASCII).  NUL-terminated, from a.
+ */
+int gi2_skeleton(const unsigned char *norm, size_t len, gi2_str_t *out,
+    gi2_alloc_t *a);
+
+/*
  * 1 when normalization changes a pattern beyond letter case (so a literal
  * in it could never match a normalized prompt), else 0.
  */
@@ -218,6 +227,17 @@ int gi2_ruleset_errors(gi2_ruleset_t *rs);
  */
 int gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text,
     size_t len, unsigned *hits);
+
+/*
+ * What the module does with a prompt: normalize it, match the normal
+ * form and, when it differs, its skeleton; a rule hit by either counts.
+ * hits as for gi2_ruleset_match (room for count + 1), in rule order;
+ * gi2_ruleset_errors() counts both passes.  Returns the number of hits,
+ * GI2_EINVAL (not UTF-8) or GI2_ENOMEM.  norm, when not NULL, gets the
+ * normal form.
+ */
+int gi2_ruleset_screen(gi2_ruleset_t *rs, const unsigned char *prompt,
+    size_t len, unsigned *hits, gi2_str_t *norm, gi2_alloc_t *a);
 
 
 #endif /* _GI2_CORE_H_INCLUDED_ */

@@ -362,7 +362,7 @@ gi2_ruleset_add_keyword(gi2_ruleset_t *rs, int rule, const unsigned char *kw,
     int           rc;
     unsigned      flags;
     int32_t       c;
-    gi2_str_t     norm;
+    gi2_str_t     norm, skel;
     gi2_alloc_t   a;
 
     if (rule < 0 || (size_t) rule >= rs->nrules
@@ -406,6 +406,22 @@ gi2_ruleset_add_keyword(gi2_ruleset_t *rs, int rule, const unsigned char *kw,
     }
 
     rc = gi2_add_pattern(rs, rule, norm.data, norm.len, flags);
+
+    /*
+     * Prompts are matched in their skeleton form too (gi2_ruleset_screen):
+     * a keyword spelled with letters that have look-alikes ("секс") is
+     * added in its skeleton form as well, so that the same word written
+     * with Latin look-alikes mixed in is found.
+     */
+
+    if (rc == GI2_OK) {
+        rc = gi2_skeleton(norm.data, norm.len, &skel, &a);
+
+        if (rc == GI2_OK && skel.len > 0) {
+            rc = gi2_add_pattern(rs, rule, skel.data, skel.len, flags);
+            free((void *) skel.data);
+        }
+    }
 
     free((void *) norm.data);
 
@@ -863,6 +879,83 @@ gi2_ruleset_match(gi2_ruleset_t *rs, const unsigned char *text, size_t len,
     }
 
     return n;
+}
+
+
+int
+gi2_ruleset_screen(gi2_ruleset_t *rs, const unsigned char *prompt,
+    size_t len, unsigned *hits, gi2_str_t *norm, gi2_alloc_t *a)
+{
+    int         rc, n, k, i, j, m, errors;
+    unsigned   *more, *all;
+    gi2_str_t   nf, sk;
+
+    rc = gi2_normalize(prompt, len, &nf, a);
+    if (rc != GI2_OK) {
+        return rc;
+    }
+
+    if (norm != NULL) {
+        *norm = nf;
+    }
+
+    n = gi2_ruleset_match(rs, nf.data, nf.len, hits);
+    if (n < 0 || n == (int) rs->nrules) {
+        return n;
+    }
+
+    rc = gi2_skeleton(nf.data, nf.len, &sk, a);
+    if (rc != GI2_OK) {
+        return rc;
+    }
+
+    if (sk.len == 0) {
+        return n;
+    }
+
+    more = a->alloc(a->data, 2 * (rs->nrules + 1) * sizeof(unsigned));
+    if (more == NULL) {
+        return GI2_ENOMEM;
+    }
+
+    all = more + rs->nrules + 1;
+    errors = rs->errors;
+
+    k = gi2_ruleset_match(rs, sk.data, sk.len, more);
+
+    rs->errors += errors;
+
+    if (k < 0) {
+        return k;
+    }
+
+    /* both lists are in rule order: merged, each rule once */
+
+    i = 0;
+    j = 0;
+    m = 0;
+
+    while (i < n || j < k) {
+        if (j == k || (i < n && hits[i] < more[j])) {
+            all[m++] = hits[i++];
+
+        } else if (i == n || more[j] < hits[i]) {
+            all[m++] = more[j++];
+
+        } else {
+            all[m++] = hits[i++];
+            j++;
+        }
+    }
+
+    memcpy(hits, all, m * sizeof(unsigned));
+
+    if (a->free) {
+        a->free(a->data, more);
+        a->free(a->data, (void *) sk.data);
+    }
+
+    return m;
 }
 
 

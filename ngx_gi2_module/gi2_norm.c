@@ -5,6 +5,13 @@
  * invisible characters and spacing tricks cannot hide a word: NFKC with
  * case folding (utf8proc), format and default-ignorable characters
  * dropped, controls and whitespace runs folded to one space.
+ *
+ * The skeleton (gi2_skeleton) goes one step further for matching only:
+ * accents stripped and the Cyrillic, Greek and other letters that look
+ * like Latin ones replaced by those, so "nud\u0435" (Cyrillic e) and
+ * "nud\u00e9" read "nude".  It is a second text to match, not a
+ * replacement of the first: rules written in those scripts still match
+ * the normal form.
  */
 
 #include <stdlib.h>
@@ -23,6 +30,7 @@ static int gi2_normalize_ascii(const unsigned char *in, size_t len,
     gi2_str_t *out, gi2_alloc_t *a);
 static int gi2_is_space(utf8proc_int32_t c);
 static int gi2_is_ascii(const unsigned char *p, size_t len);
+static int gi2_skeleton_cp(utf8proc_int32_t c);
 
 
 /* ASCII folding: controls and space to ' ', A-Z to a-z */
@@ -45,6 +53,197 @@ static const unsigned char  gi2_ascii_fold[128] = {
     'p', 'q', 'r', 's', 't', 'u', 'v', 'w',
     'x', 'y', 'z', '{', '|', '}', '~', ' '
 };
+
+
+/*
+ * Look-alikes of Latin letters, as they are after case folding (so an
+ * upper-case look-alike, e.g. Greek capital eta for H, is found by its
+ * lower-case form), after Unicode's confusables (UTS #39) for the letters
+ * used to spell words in Latin script.  Sorted by code point.
+ */
+
+typedef struct {
+    uint16_t       cp;
+    unsigned char  latin;
+} gi2_lookalike_t;
+
+static const gi2_lookalike_t  gi2_lookalikes[] = {
+    { 0x0131, 'i' },    /* dotless i */
+    { 0x0251, 'a' },    /* Latin alpha */
+    { 0x0261, 'g' },    /* script g */
+    { 0x0269, 'i' },    /* Latin iota */
+    { 0x03b1, 'a' },    /* Greek alpha */
+    { 0x03b2, 'b' },    /* beta, capital B */
+    { 0x03b5, 'e' },    /* epsilon, capital E */
+    { 0x03b6, 'z' },    /* zeta, capital Z */
+    { 0x03b7, 'h' },    /* eta, capital H */
+    { 0x03b9, 'i' },    /* iota */
+    { 0x03ba, 'k' },    /* kappa */
+    { 0x03bc, 'm' },    /* mu, capital M */
+    { 0x03bd, 'n' },    /* nu, capital N */
+    { 0x03bf, 'o' },    /* omicron */
+    { 0x03c1, 'p' },    /* rho */
+    { 0x03c4, 't' },    /* tau, capital T */
+    { 0x03c5, 'y' },    /* upsilon, capital Y */
+    { 0x03c7, 'x' },    /* chi */
+    { 0x03c9, 'w' },    /* omega */
+    { 0x0430, 'a' },    /* Cyrillic a */
+    { 0x0432, 'b' },    /* ve, capital B */
+    { 0x0435, 'e' },    /* ie */
+    { 0x043a, 'k' },    /* ka */
+    { 0x043c, 'm' },    /* em, capital M */
+    { 0x043d, 'h' },    /* en, capital H */
+    { 0x043e, 'o' },    /* o */
+    { 0x0440, 'p' },    /* er */
+    { 0x0441, 'c' },    /* es */
+    { 0x0442, 't' },    /* te, capital T */
+    { 0x0443, 'y' },    /* u */
+    { 0x0445, 'x' },    /* ha */
+    { 0x0455, 's' },    /* dze */
+    { 0x0456, 'i' },    /* Ukrainian i */
+    { 0x0458, 'j' },    /* je */
+    { 0x0475, 'v' },    /* izhitsa */
+    { 0x04af, 'y' },    /* straight u */
+    { 0x04bb, 'h' },    /* shha */
+    { 0x04cf, 'l' },    /* palochka */
+    { 0x0501, 'd' },    /* komi de */
+    { 0x051b, 'q' },    /* qa */
+    { 0x051d, 'w' },    /* we */
+    { 0x0578, 'n' },    /* Armenian vo */
+    { 0x0585, 'o' }     /* Armenian oh */
+};
+
+
+/* the skeleton of one code point: -1 drop it, 0 keep it, else a letter */
+
+static int
+gi2_skeleton_cp(utf8proc_int32_t c)
+{
+    size_t  lo, hi, mid;
+
+    /* combining diacritical marks of Latin, Greek and Cyrillic letters */
+
+    if ((c >= 0x0300 && c <= 0x036f) || (c >= 0x1ab0 && c <= 0x1aff)
+        || (c >= 0x1dc0 && c <= 0x1dff) || (c >= 0x20d0 && c <= 0x20ff)
+        || (c >= 0xfe20 && c <= 0xfe2f))
+    {
+        return -1;
+    }
+
+    if (c < 0x0131 || c > 0x0585) {
+        return 0;
+    }
+
+    lo = 0;
+    hi = sizeof(gi2_lookalikes) / sizeof(gi2_lookalikes[0]);
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (gi2_lookalikes[mid].cp == c) {
+            return gi2_lookalikes[mid].latin;
+        }
+
+        if (gi2_lookalikes[mid].cp < c) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+gi2_skeleton(const unsigned char *norm, size_t len, gi2_str_t *out,
+    gi2_alloc_t *a)
+{
+    int                 k, changed;
+    unsigned char      *dst;
+    utf8proc_int32_t   *buf;
+    utf8proc_ssize_t    n, m, j;
+
+    out->data = NULL;
+    out->len = 0;
+
+    if (gi2_is_ascii(norm, len)) {
+        return GI2_OK;
+    }
+
+    /* the normal form is composed: a decomposition is at most 4 times */
+
+    buf = a->alloc(a->data, (len * 4 + 1) * sizeof(utf8proc_int32_t) + 1);
+    if (buf == NULL) {
+        return GI2_ENOMEM;
+    }
+
+    n = utf8proc_decompose(norm, (utf8proc_ssize_t) len, buf,
+                           (utf8proc_ssize_t) (len * 4 + 1),
+                           UTF8PROC_STABLE | UTF8PROC_DECOMPOSE);
+    if (n < 0 || (size_t) n > len * 4 + 1) {
+        if (a->free) {
+            a->free(a->data, buf);
+        }
+
+        return (n == UTF8PROC_ERROR_NOMEM) ? GI2_ENOMEM : GI2_EINVAL;
+    }
+
+    changed = 0;
+    m = 0;
+
+    for (j = 0; j < n; j++) {
+        k = gi2_skeleton_cp(buf[j]);
+
+        if (k < 0) {
+            changed = 1;
+            continue;
+        }
+
+        if (k > 0) {
+            changed = 1;
+            buf[m++] = k;
+            continue;
+        }
+
+        buf[m++] = buf[j];
+    }
+
+    if (!changed) {
+        if (a->free) {
+            a->free(a->data, buf);
+        }
+
+        return GI2_OK;
+    }
+
+    m = utf8proc_normalize_utf32(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        if (a->free) {
+            a->free(a->data, buf);
+        }
+
+        return GI2_EINVAL;
+    }
+
+    m = utf8proc_reencode(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        if (a->free) {
+            a->free(a->data, buf);
+        }
+
+        return GI2_EINVAL;
+    }
+
+    dst = (unsigned char *) buf;
+    dst[m] = '\0';
+
+    out->data = dst;
+    out->len = (size_t) m;
+
+    return GI2_OK;
+}
 
 
 static int

@@ -1094,8 +1094,10 @@ gi2_req_text(gi2_req_parser_t *p, const unsigned char *s, size_t len)
         p->text[p->text_len++] = '\n';
     }
 
-    memcpy(p->text + p->text_len, s, len);
-    p->text_len += len;
+    if (len) {
+        memcpy(p->text + p->text_len, s, len);
+        p->text_len += len;
+    }
 
     return 1;
 }

@@ -769,11 +769,10 @@ ngx_http_gi2_parse_chain(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 static ngx_int_t
 ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
 {
-    int                       rc, n;
+    int                       rc;
     ngx_int_t                 low, has_deny, urc;
     ngx_uint_t                i;
     ngx_str_t                 exc, msg;
-    gi2_str_t                 norm;
     gi2_alloc_t               alloc;
     gi2_field_t              *prompt, *f;
     ngx_http_gi2_edit_t      *ed;
@@ -831,19 +830,6 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
         alloc.data = r->pool;
         alloc.free = NULL;
 
-        rc = gi2_normalize(prompt->value.data, prompt->value.len, &norm,
-                           &alloc);
-        if (rc == GI2_EINVAL) {
-            ngx_str_set(&msg, "'prompt' is not valid UTF-8");
-            return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                       "gi2_invalid_request", "prompt",
-                                       &msg);
-        }
-
-        if (rc != GI2_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         ctx->hits = ngx_palloc(r->pool, sizeof(unsigned)
                                        * (gi2_ruleset_count(ctx->ruleset)
                                           + 1));
@@ -851,8 +837,20 @@ ngx_http_gi2_decide(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        n = gi2_ruleset_match(ctx->ruleset, norm.data, norm.len, ctx->hits);
-        ctx->nhits = (n > 0) ? n : 0;
+        rc = gi2_ruleset_screen(ctx->ruleset, prompt->value.data,
+                                prompt->value.len, ctx->hits, NULL, &alloc);
+        if (rc == GI2_EINVAL) {
+            ngx_str_set(&msg, "'prompt' is not valid UTF-8");
+            return ngx_http_gi2_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "gi2_invalid_request", "prompt",
+                                       &msg);
+        }
+
+        if (rc == GI2_ENOMEM) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->nhits = (rc > 0) ? rc : 0;
 
         if (gi2_ruleset_errors(ctx->ruleset)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,

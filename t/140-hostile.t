@@ -28,6 +28,8 @@ my $CYR_E = "\xd0\xb5";                 # CYRILLIC SMALL LETTER IE, UTF-8
 
 write_file('gi2.key', "0123456789abcdef-hostile-tests\n");
 write_file('kw/weapons.txt', "bomb\npipe bomb\nrifle\n");
+# a Cyrillic keyword: "sex" in Russian
+write_file('kw/ru.txt', "\xd1\x81\xd0\xb5\xd0\xba\xd1\x81\n");
 
 gi2_start(audit_http() . <<'EOF' . audit_server() . <<"EOF2");
     gi2_hash_key_file %%PREFIX%%/gi2.key;
@@ -51,6 +53,12 @@ EOF
         }
         location /homoglyph/ {
             gi2_rule r_nude_cyr deny sexual "\\bnud[e$CYR_E]\\b";
+            proxy_pass http://%%UPSTREAM%%;
+        }
+        location /ru/ {
+            # a Russian regex (a rally) and a Russian keyword list
+            gi2_rule r_ru deny political "\\b\xd0\xbc\xd0\xb8\xd1\x82\xd0\xb8\xd0\xbd\xd0\xb3\\b";
+            gi2_keywords k_ru deny sexual kw/ru.txt;
             proxy_pass http://%%UPSTREAM%%;
         }
         location /big/ {
@@ -217,15 +225,56 @@ sub test_confusables {
     denied('keyword phrase split by a tab and a newline',
         post($GEN, '{"prompt":"a PIPE\t\n BOMB"}'), 'k_weapons');
 
-    # other scripts are not folded into Latin: a rule names them
+    # letters of other scripts that look Latin, and accents: the prompt
+    # is matched in its skeleton form too (docs/directives.md)
     my $cyr = qq({"prompt":"a nud$CYR_E figure"});
-    my $res = post($GEN, $cyr);
-    is($res->{status}, 200,
-        'Cyrillic homoglyph: not the Latin word (documented)');
-    log_is($res, { decision => 'allow', rule_id => '' },
-        'Cyrillic homoglyph: no rule');
-    denied('Cyrillic homoglyph: a rule with both letters',
+    denied('Cyrillic homoglyph', post($GEN, $cyr), 'r_nude');
+    denied('Cyrillic homoglyph: a rule with both letters still matches',
         post("/homoglyph$GEN", $cyr), 'r_nude_cyr');
+    my @skeleton = (
+        ['Greek capitals (nu, epsilon) in upper case',
+            "\xce\x9dUD\xce\x95"],
+        ['Cyrillic o, e and Greek alpha', "n\xd0\xbe de n\xd1\x83d\xce\xb1"
+            . " nud\xd0\xb5"],
+        ['an acute accent (precomposed)', "nud\xc3\xa9"],
+        ['a dot above (precomposed)', "\xe1\xb9\x85ude"],
+        ['combining marks', "nu\xcc\x81de\xcc\x88"],
+        ['escaped combining mark', 'nu\\u0301de'],
+        ['fullwidth and Cyrillic together',
+            "\xef\xbd\x8e\xef\xbd\x95d\xd0\xb5"],
+    );
+    for my $c (@skeleton) {
+        denied("skeleton: $c->[0]",
+            post($GEN, qq({"prompt":"a $c->[1] figure"})), 'r_nude');
+    }
+    denied('skeleton: a keyword with a Cyrillic o',
+        post($GEN, qq({"prompt":"a b\xd0\xbemb"})), 'k_weapons');
+
+    # rules written in Cyrillic still match Cyrillic, and a Cyrillic
+    # keyword is found when Latin look-alikes are mixed in
+    denied('Russian regex on Russian text',
+        post("/ru$GEN", qq({"prompt":"\xd0\xbc\xd0\xb8\xd1\x82\xd0\xb8)
+            . qq(\xd0\xbd\xd0\xb3 \xd1\x83 \xd0\xb4\xd0\xbe\xd0\xbc)
+            . qq(\xd0\xb0"})), 'r_ru');
+    denied('Russian keyword', post("/ru$GEN",
+        qq({"prompt":"\xd1\x81\xd0\xb5\xd0\xba\xd1\x81"})), 'k_ru');
+    denied('Russian keyword written with Latin c and e',
+        post("/ru$GEN", qq({"prompt":"ce\xd0\xbac"})), 'k_ru');
+
+    # Russian text that names no rule passes untouched
+    my $body = qq({"prompt":"\xd1\x80\xd0\xb8\xd1\x81\xd1\x83)
+        . qq(\xd0\xbd\xd0\xbe\xd0\xba \xd0\xb4\xd0\xbe\xd0\xbc)
+        . qq(\xd0\xb0 \xd1\x83 \xd0\xbc\xd0\xbe\xd1\x80\xd1\x8f"});
+    is_passed_exact(post("/ru$GEN", $body), $body,
+        'Russian text without a rule: forwarded as sent');
+    my $res = post($GEN, $body);
+    is_passed_exact($res, $body,
+        'Russian text: no English rule matches its skeleton');
+
+    # what the skeleton does not do: letters split apart stay apart
+    $body = '{"prompt":"a n u d e figure"}';
+    is_passed_exact(post($GEN, $body), $body,
+        'spaced-out letters: not joined (documented)');
 }
 
 ###########################################################################

@@ -1498,7 +1498,6 @@ gi2c_prompt(gi2c_run_t *run, const unsigned char *p, size_t len,
     gi2_req_t *req, gi2c_result_t *res)
 {
     int                i, n, low;
-    gi2_str_t          norm;
     gi2_field_t       *f;
     const gi2_rule_t  *rule;
 
@@ -1512,14 +1511,16 @@ gi2c_prompt(gi2c_run_t *run, const unsigned char *p, size_t len,
     }
 
     if (run->rs != NULL) {
-        if (gi2_normalize(p, len, &norm, &run->alloc) != GI2_OK) {
+        n = gi2_ruleset_screen(run->rs, p, len, run->hits, NULL,
+                               &run->alloc);
+
+        if (n == GI2_EINVAL) {
             res->decision = GI2C_REJECT;
             res->code = "gi2_invalid_request";
             res->error = "'prompt' is not valid UTF-8";
             return;
         }
 
-        n = gi2_ruleset_match(run->rs, norm.data, norm.len, run->hits);
         res->nhits = (n > 0) ? n : 0;
 
         for (i = 0; i < res->nhits; i++) {

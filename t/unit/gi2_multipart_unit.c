@@ -1243,9 +1243,12 @@ test_random(void)
                 n = unit_rnd(3000);
 
                 while (data.len < n) {
-                    buf_add(&data, (unit_rnd(8) == 0) ? "\r\n--gi2-B"
-                                   : "\x89\r\nP\0",
-                            1 + unit_rnd(9));
+                    if (unit_rnd(8) == 0) {
+                        buf_add(&data, "\r\n--gi2-B", 1 + unit_rnd(9));
+
+                    } else {
+                        buf_add(&data, "\x89\r\nP\0", 1 + unit_rnd(5));
+                    }
                 }
 
                 part_file(&body, names[k], "f", data.data, data.len);

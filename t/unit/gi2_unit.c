@@ -219,6 +219,8 @@ static void test_ruleset_many(void);
 static void test_ruleset_errors(void);
 static void test_ruleset_long(void);
 static void test_ruleset_limits(void);
+static void test_skeleton(void);
+static void test_screen(void);
 
 
 static uint64_t      unit_state;
@@ -3563,6 +3565,120 @@ test_ruleset_limits(void)
     gi2_ruleset_free(rs);
 }
 
+/* the skeleton of a normal form: accents off, Latin look-alikes Latin */
+
+static void
+test_skeleton(void)
+{
+    int         rc;
+    size_t      i;
+    gi2_str_t   norm, sk;
+    static const struct {
+        const char  *in;
+        const char  *want;          /* "" when it is the normal form */
+    } cases[] = {
+        { "a plain ascii prompt", "" },
+        { "nud\xd0\xb5", "nude" },                         /* Cyrillic e */
+        { "NUD\xd0\x95", "nude" },                         /* capital */
+        { "\xce\x9d\xce\xa5\xce\x94\xce\x95", "ny\xce\xb4" "e" },
+        { "caf\xc3\xa9 cr\xc3\xa8me", "cafe creme" },
+        { "\xe1\xb9\x85ude", "nude" },                     /* n dot above */
+        { "nu\xcc\x81" "de", "nude" },                     /* combining */
+        { "\xd1\x81\xd0\xb5\xd0\xba\xd1\x81", "cekc" },    /* Russian */
+        { "\xd1\x97", "i" },                               /* yi: i + marks */
+        { "\xe7\x94\xbb\xe4\xb8\x80\xe5\x8f\xaa\xe7\x8c\xab", "" },
+        { "\xe3\x81\x8c\xe3\x83\x91", "" },                /* kana marks */
+        { "\xed\x95\x9c\xea\xb8\x80", "" },                /* Hangul */
+        { "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4"
+          "\xe0\xa5\x87", "" },                            /* Devanagari */
+        { "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7", "" } /* Arabic */
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rc = gi2_normalize((const unsigned char *) cases[i].in,
+                           strlen(cases[i].in), &norm, &unit_a);
+        if (rc == GI2_OK) {
+            rc = gi2_skeleton(norm.data, norm.len, &sk, &unit_a);
+        }
+
+        if (!unit_ok(rc == GI2_OK && sk.len == strlen(cases[i].want)
+                     && memcmp(sk.data ? sk.data : (const unsigned char *) "",
+                               cases[i].want, sk.len) == 0,
+                     "skeleton: \"%s\" -> \"%s\"",
+                     unit_esc(cases[i].in, strlen(cases[i].in)),
+                     cases[i].want))
+        {
+            unit_diag("rc %d, got \"%s\"", rc,
+                      sk.len ? unit_esc((const char *) sk.data, sk.len) : "");
+        }
+    }
+}
+
+
+/* gi2_ruleset_screen: the normal form and the skeleton, hits merged */
+
+static void
+test_screen(void)
+{
+    int                 rc, i;
+    char                err[256], got[128];
+    size_t              j, n;
+    unsigned            hits[8];
+    gi2_ruleset_t      *rs;
+    static const char  *const  ru[] = { "\xd1\x81\xd0\xb5\xd0\xba\xd1\x81" };
+    static const struct {
+        const char  *text;
+        const char  *want;
+    } cases[] = {
+        { "a nude figure", "0" },
+        { "a nud\xc3\xa9 figure", "0" },
+        { "a nud\xd0\xb5 figure", "0" },
+        { "ce\xd0\xba" "c", "1" },                     /* Latin c, e */
+        { "\xd1\x81\xd0\xb5\xd0\xba\xd1\x81", "1" },
+        { "\xd0\xbc\xd0\xb8\xd1\x82\xd0\xb8\xd0\xbd\xd0\xb3", "2" },
+        { "caf\xc3\xa9 nud\xd0\xb5", "0,3" },
+        { "nude nud\xc3\xa9 cafe", "0,3" },            /* each rule once */
+        { "\xd1\x80\xd0\xb8\xd1\x81\xd1\x83\xd0\xbd\xd0\xbe\xd0\xba", "" },
+        { "a lighthouse", "" }
+    };
+
+    rs = gi2_ruleset_create();
+
+    unit_add_regex(rs, "nude", GI2_ACTION_DENY, "\\bnude\\b");
+    unit_add_list(rs, "ru", GI2_ACTION_DENY, ru, 1);
+    unit_add_regex(rs, "rally", GI2_ACTION_DENY,
+                   "\\b\xd0\xbc\xd0\xb8\xd1\x82\xd0\xb8\xd0\xbd\xd0\xb3\\b");
+    unit_add_regex(rs, "cafe", GI2_ACTION_FLAG, "\\bcafe\\b");
+
+    rc = gi2_ruleset_compile(rs, err, sizeof(err));
+    unit_ok(rc == GI2_OK, "screen: the ruleset compiles");
+
+    for (j = 0; j < sizeof(cases) / sizeof(cases[0]); j++) {
+        rc = gi2_ruleset_screen(rs, (const unsigned char *) cases[j].text,
+                                strlen(cases[j].text), hits, NULL, &unit_a);
+        got[0] = '\0';
+
+        for (i = 0; i < rc; i++) {
+            n = strlen(got);
+            snprintf(got + n, sizeof(got) - n, "%s%u", i ? "," : "", hits[i]);
+        }
+
+        if (!unit_ok(rc >= 0 && strcmp(got, cases[j].want) == 0,
+                     "screen: \"%s\" hits [%s]",
+                     unit_esc(cases[j].text, strlen(cases[j].text)),
+                     cases[j].want))
+        {
+            unit_diag("rc %d, got [%s]", rc, got);
+        }
+    }
+
+    rc = gi2_ruleset_screen(rs, (const unsigned char *) "a\xff", 2, hits,
+                            NULL, &unit_a);
+    unit_ok(rc == GI2_EINVAL, "screen: invalid UTF-8 is GI2_EINVAL");
+
+    gi2_ruleset_free(rs);
+}
+
 
 int
 main(void)
@@ -3603,6 +3719,8 @@ main(void)
     test_ruleset_long();
     test_ruleset_errors();
     test_ruleset_limits();
+    test_skeleton();
+    test_screen();
 
     unit_pool_reset(&unit_pool);
 
