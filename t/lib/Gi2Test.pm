@@ -1089,8 +1089,15 @@ sub img_webp {
 
 # The pid of the (single) worker of the running nginx, or undef.
 sub worker_pid {
-    my @pids = worker_pids();
-    return @pids == 1 ? $pids[0] : undef;
+    # the port answers as soon as the master listens: the worker may not
+    # have been forked, or have taken its title, yet
+    my $end = time() + $TIMEOUT;
+    while (1) {
+        my @pids = worker_pids();
+        return $pids[0] if @pids == 1;
+        return undef if time() > $end;
+        sleep(0.02);
+    }
 }
 
 # The pids of the running nginx's workers (shutting down ones too).
