@@ -31,6 +31,8 @@ static int gi2_normalize_ascii(const unsigned char *in, size_t len,
 static int gi2_is_space(utf8proc_int32_t c);
 static int gi2_is_ascii(const unsigned char *p, size_t len);
 static int gi2_skeleton_cp(utf8proc_int32_t c);
+static int gi2_norm_encode(utf8proc_int32_t *buf, utf8proc_ssize_t m,
+    gi2_str_t *out);
 
 
 /* ASCII folding: controls and space to ' ', A-Z to a-z */
@@ -161,7 +163,6 @@ gi2_skeleton(const unsigned char *norm, size_t len, gi2_str_t *out,
     gi2_alloc_t *a)
 {
     int                 k, changed;
-    unsigned char      *dst;
     utf8proc_int32_t   *buf;
     utf8proc_ssize_t    n, m, j;
 
@@ -218,8 +219,7 @@ gi2_skeleton(const unsigned char *norm, size_t len, gi2_str_t *out,
         return GI2_OK;
     }
 
-    m = utf8proc_normalize_utf32(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) {
+    if (gi2_norm_encode(buf, m, out) != GI2_OK) {
         if (a->free) {
             a->free(a->data, buf);
         }
@@ -227,12 +227,24 @@ gi2_skeleton(const unsigned char *norm, size_t len, gi2_str_t *out,
         return GI2_EINVAL;
     }
 
+    return GI2_OK;
+}
+
+
+/* composed (NFC) and re-encoded in place: four bytes a code point fit */
+
+static int
+gi2_norm_encode(utf8proc_int32_t *buf, utf8proc_ssize_t m, gi2_str_t *out)
+{
+    unsigned char  *dst;
+
+    m = utf8proc_normalize_utf32(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        return GI2_EINVAL;
+    }
+
     m = utf8proc_reencode(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
     if (m < 0) {
-        if (a->free) {
-            a->free(a->data, buf);
-        }
-
         return GI2_EINVAL;
     }
 
@@ -333,7 +345,6 @@ gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
     gi2_alloc_t *a)
 {
     size_t              cap;
-    unsigned char      *dst;
     utf8proc_int32_t   *buf, c;
     utf8proc_ssize_t    n, m, j;
     int                 space, cat;
@@ -407,26 +418,7 @@ gi2_normalize(const unsigned char *in, size_t len, gi2_str_t *out,
         m--;
     }
 
-    m = utf8proc_normalize_utf32(buf, m,
-                                 UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) {
-        return GI2_EINVAL;
-    }
-
-    /* re-encoding in place: four bytes a code point always fit */
-
-    m = utf8proc_reencode(buf, m, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) {
-        return GI2_EINVAL;
-    }
-
-    dst = (unsigned char *) buf;
-    dst[m] = '\0';
-
-    out->data = dst;
-    out->len = (size_t) m;
-
-    return GI2_OK;
+    return gi2_norm_encode(buf, m, out);
 }
 
 
