@@ -694,7 +694,13 @@ ngx_http_gi2_m_assign(ngx_http_gi2_metrics_conf_t *mc, ngx_log_t *log)
             ngx_memcpy(e->id, l[i].id.data, e->id_len);
             e->category_len = ngx_min(l[i].category.len,
                                       NGX_HTTP_GI2_M_ID_LEN);
-            ngx_memcpy(e->category, l[i].category.data, e->category_len);
+
+            /* an exception has no category: no data to copy from */
+
+            if (e->category_len) {
+                ngx_memcpy(e->category, l[i].category.data,
+                           e->category_len);
+            }
 
             ngx_memory_barrier();
 
@@ -803,7 +809,9 @@ ngx_http_gi2_m_cmp(ngx_uint_t ka, u_char *a, size_t alen, ngx_uint_t kb,
         return (ka < kb) ? -1 : 1;
     }
 
-    rc = ngx_memcmp(a, b, ngx_min(alen, blen));
+    /* an empty string (no category) may have no data at all */
+
+    rc = (alen && blen) ? ngx_memcmp(a, b, ngx_min(alen, blen)) : 0;
     if (rc) {
         return rc;
     }
@@ -1675,7 +1683,9 @@ ngx_http_gi2_m_raw_n(ngx_http_gi2_m_out_t *o, u_char *s, size_t len)
         return;
     }
 
-    o->pos = ngx_cpymem(o->pos, s, len);
+    if (len) {
+        o->pos = ngx_cpymem(o->pos, s, len);
+    }
 }
 
 
