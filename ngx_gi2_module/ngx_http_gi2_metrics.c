@@ -897,6 +897,40 @@ ngx_http_gi2_metrics_count(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
         ngx_http_gi2_m_minute(mc, ctx->decision);
     }
 
+    /*
+     * the external moderation service's verdict, once a request (a cached
+     * verdict too: it took no call, and its time is about 0); a flagged
+     * prompt that was rejected can only have been rejected by it, since
+     * the local rules come first
+     */
+
+    switch (ctx->modapi.result) {
+
+    case NGX_HTTP_GI2_MODAPI_CLEAN:
+        k = NGX_HTTP_GI2_MODERATION_ALLOW;
+        break;
+
+    case NGX_HTTP_GI2_MODAPI_FLAGGED:
+        k = (ctx->decision == NGX_HTTP_GI2_REJECT)
+            ? NGX_HTTP_GI2_MODERATION_DENY : NGX_HTTP_GI2_MODERATION_FLAG;
+        break;
+
+    case NGX_HTTP_GI2_MODAPI_ERROR:
+        k = NGX_HTTP_GI2_MODERATION_ERROR;
+        break;
+
+    case NGX_HTTP_GI2_MODAPI_TIMEOUT:
+        k = NGX_HTTP_GI2_MODERATION_TIMEOUT;
+        break;
+
+    default:    /* none, cancelled */
+        k = NGX_HTTP_GI2_MODERATION_RESULTS;
+    }
+
+    if (k < NGX_HTTP_GI2_MODERATION_RESULTS) {
+        ngx_http_gi2_metrics_moderation(r, k, ctx->modapi.ms);
+    }
+
     if (ctx->reject_code != NULL) {
         for (k = 0; k < NGX_HTTP_GI2_M_REJECT_CODES - 1; k++) {
             if (ngx_strcmp(ctx->reject_code, ngx_http_gi2_m_reject_codes[k])

@@ -82,10 +82,14 @@ my $conf = <<'EOF';
         '$gi2_moderation_flagged_categories|$gi2_moderation_ms|'
         '$gi2_rule_id';
 %%AUDIT_HTTP%%
+    gi2_metrics zone=modm:1m;
+
     server {
         listen 127.0.0.1:%%PORT%%;
 %%AUDIT_SERVER%%
         access_log %%PREFIX%%/mod.log modvars;
+
+        location = /status { gi2_status; }
 
         gi2 on;
         gi2_hash_key_file %%PREFIX%%/gi2.key;
@@ -637,6 +641,42 @@ SKIP: {
         gi2.reject_code error.type event.type)],
         ['error', 'gi2_moderation_unavailable', 'server_error',
          ['access', 'denied']], 'record: unavailable');
+}
+
+# gi2_metrics counts the service's verdicts once a request, as the
+# variables have them: every mod.log line against the counters
+
+{
+    my $m = http_get('/status');
+    is($m->{status}, 200, 'metrics: scraped');
+    my %got;
+    for my $l (split /\n/, $m->{body} // '') {
+        $got{$1} = $2
+            if $l =~ /^gi2_external_moderation_total\{result="(\w+)"\} (\d+)$/;
+    }
+    my %want = map { $_ => 0 } qw(allow flag deny error timeout);
+    for my $l (split /\n/, read_file(prefix() . '/mod.log') // '') {
+        my %e;
+        @e{@MOD_FIELDS} = split /\|/, $l, -1;
+        next unless defined $e{result};
+        if ($e{result} eq 'clean') {
+            $want{allow}++;
+        } elsif ($e{result} eq 'flagged') {
+            $want{$e{decision} eq 'reject' ? 'deny' : 'flag'}++;
+        } elsif ($e{result} eq 'error' || $e{result} eq 'timeout') {
+            $want{$e{result}}++;
+        }
+    }
+    ok($want{allow} && $want{deny} && $want{flag} && $want{error}
+        && $want{timeout}, 'metrics: every result was seen in this file')
+        or diag(explain(\%want));
+    is_deeply(\%got, \%want,
+        'metrics: gi2_external_moderation_total agrees with the log');
+    my ($count) = ($m->{body} // '')
+        =~ /^gi2_external_moderation_duration_seconds_count (\d+)$/m;
+    my $all = 0;
+    $all += $_ for values %want;
+    is($count, $all, 'metrics: every verdict in the duration histogram');
 }
 
 # the key is in no log
