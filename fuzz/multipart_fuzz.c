@@ -18,15 +18,9 @@
 #include <string.h>
 
 #include "gi2_core.h"
+#include "fuzz.h"
 #include "gi2_multipart.h"
 
-
-typedef struct fuzz_blk_s  fuzz_blk_t;
-
-struct fuzz_blk_s {
-    fuzz_blk_t          *next;
-    size_t               pad;
-};
 
 typedef struct {
     gi2_req_t            req;
@@ -37,46 +31,13 @@ typedef struct {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void *fuzz_alloc(void *data, size_t size);
-static void fuzz_free_all(fuzz_blk_t **head);
 static void fuzz_parse(const unsigned char *b, size_t blen,
     const unsigned char *body, size_t len, const unsigned char *sizes,
-    size_t nsizes, fuzz_blk_t **pool, fuzz_res_t *out);
+    size_t nsizes, fz_arena_t *pool, fuzz_res_t *out);
 static void fuzz_compare(const fuzz_res_t *a, const fuzz_res_t *b);
 static void fuzz_offsets(const fuzz_res_t *r, const unsigned char *body,
     size_t len);
 
-
-static void *
-fuzz_alloc(void *data, size_t size)
-{
-    fuzz_blk_t  **head = data;
-    fuzz_blk_t   *b;
-
-    b = malloc(sizeof(fuzz_blk_t) + size);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    b->next = *head;
-    *head = b;
-
-    return b + 1;
-}
-
-
-static void
-fuzz_free_all(fuzz_blk_t **head)
-{
-    fuzz_blk_t  *b, *next;
-
-    for (b = *head; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-
-    *head = NULL;
-}
 
 
 /* sizes: NULL feeds the body at once, else chunk sizes cycled */
@@ -84,14 +45,14 @@ fuzz_free_all(fuzz_blk_t **head)
 static void
 fuzz_parse(const unsigned char *b, size_t blen, const unsigned char *body,
     size_t len, const unsigned char *sizes, size_t nsizes,
-    fuzz_blk_t **pool, fuzz_res_t *out)
+    fz_arena_t *pool, fuzz_res_t *out)
 {
     int           rc;
     size_t        off, n, k;
     gi2_mp_t     *m;
     gi2_alloc_t   a;
 
-    a.alloc = fuzz_alloc;
+    a.alloc = fz_arena_alloc;
     a.data = pool;
     a.free = NULL;
 
@@ -211,6 +172,10 @@ fuzz_offsets(const fuzz_res_t *r, const unsigned char *body, size_t len)
 }
 
 
+/* kept across runs; their blocks are freed after each */
+static fz_arena_t  pool1, pool2;
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -218,7 +183,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t                line, len;
     gi2_str_t             boundary;
     fuzz_res_t           *once, *split;
-    fuzz_blk_t           *pool1, *pool2;
     const char           *err;
     const unsigned char  *body;
 
@@ -254,9 +218,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    pool1 = NULL;
-    pool2 = NULL;
-
     fuzz_parse(boundary.data, boundary.len, body, len, NULL, 0, &pool1,
                once);
     fuzz_offsets(once, body, len);
@@ -271,8 +232,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_compare(once, split);
     }
 
-    fuzz_free_all(&pool1);
-    fuzz_free_all(&pool2);
+    fz_arena_reset(&pool1);
+    fz_arena_reset(&pool2);
     free(once);
     free(split);
 

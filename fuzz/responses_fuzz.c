@@ -16,66 +16,27 @@
 #include <string.h>
 
 #include "gi2_core.h"
+#include "fuzz.h"
 
-
-typedef struct fuzz_blk_s  fuzz_blk_t;
-
-struct fuzz_blk_s {
-    fuzz_blk_t          *next;
-    size_t               pad;
-};
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void *fuzz_alloc(void *data, size_t size);
-static void fuzz_free_all(fuzz_blk_t **head);
 static int fuzz_parse(const unsigned char *body, size_t len, int split,
-    fuzz_blk_t **pool, gi2_req_t *req);
+    fz_arena_t *pool, gi2_req_t *req);
 
-
-static void *
-fuzz_alloc(void *data, size_t size)
-{
-    fuzz_blk_t  **head = data;
-    fuzz_blk_t   *b;
-
-    b = malloc(sizeof(fuzz_blk_t) + size);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    b->next = *head;
-    *head = b;
-
-    return b + 1;
-}
-
-
-static void
-fuzz_free_all(fuzz_blk_t **head)
-{
-    fuzz_blk_t  *b, *next;
-
-    for (b = *head; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-
-    *head = NULL;
-}
 
 
 static int
 fuzz_parse(const unsigned char *body, size_t len, int split,
-    fuzz_blk_t **pool, gi2_req_t *req)
+    fz_arena_t *pool, gi2_req_t *req)
 {
     int                rc;
     size_t             off, n;
     gi2_alloc_t        a;
     gi2_req_parser_t  *p;
 
-    a.alloc = fuzz_alloc;
+    a.alloc = fz_arena_alloc;
     a.data = pool;
     a.free = NULL;
 
@@ -107,13 +68,16 @@ fuzz_parse(const unsigned char *body, size_t len, int split,
 }
 
 
+/* kept across runs; their blocks are freed after each */
+static fz_arena_t  pool1, pool2;
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int                 rc1, rc2;
     unsigned            i;
     gi2_req_t          *a, *b;
-    fuzz_blk_t         *pool1, *pool2;
     const gi2_field_t  *x, *y;
 
     a = malloc(sizeof(gi2_req_t));
@@ -123,9 +87,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(b);
         return 0;
     }
-
-    pool1 = NULL;
-    pool2 = NULL;
 
     rc1 = fuzz_parse(data, size, 0, &pool1, a);
     rc2 = fuzz_parse(data, size, 1, &pool2, b);
@@ -171,8 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 done:
 
-    fuzz_free_all(&pool1);
-    fuzz_free_all(&pool2);
+    fz_arena_reset(&pool1);
+    fz_arena_reset(&pool2);
     free(a);
     free(b);
 

@@ -7,8 +7,8 @@
  * made with libcurl's multi_socket interface on nginx's event loop: one
  * multi handle a worker, curl's sockets wrapped in nginx connections
  * whose events drive curl_multi_socket_action(), curl's timer an nginx
- * timer.  Nothing blocks the worker: no curl_easy_perform(), no waiting,
- * names resolved by curl's threaded resolver.  The request waits
+ * timer.  Nothing blocks the worker: never libcurl's blocking easy
+ * interface, no waiting, names resolved by curl's threaded resolver.  The request waits
  * (NGX_AGAIN in the body handler) and is resumed by the answer; a client
  * that goes away takes its call with it.
  *
