@@ -8,9 +8,9 @@
  * multi handle a worker, curl's sockets wrapped in nginx connections
  * whose events drive curl_multi_socket_action(), curl's timer an nginx
  * timer.  Nothing blocks the worker: never libcurl's blocking easy
- * interface, no waiting, names resolved by curl's threaded resolver.  The request waits
- * (NGX_AGAIN in the body handler) and is resumed by the answer; a client
- * that goes away takes its call with it.
+ * interface, no waiting, names resolved by curl's threaded resolver.
+ * The request waits (NGX_AGAIN in the body handler) and is resumed by
+ * the answer; a client that goes away takes its call with it.
  *
  * Verdicts are cached in shared memory across workers, keyed by the
  * prompt's HMAC: an rbtree for lookups and a queue for LRU eviction, as
