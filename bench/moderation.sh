@@ -30,6 +30,8 @@
 
 set -eu -o pipefail
 
+. "$(dirname "$0")/lib.sh"
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 GI2_MODULE=${GI2_MODULE:-$ROOT/build/ngx_http_gi2_module.so}
@@ -64,14 +66,7 @@ chmod 755 "$D"
 MASTERS=()
 
 stop_nginx() {
-    local pidfile=$1 pid i
-    pid=$(cat "$pidfile" 2> /dev/null) || return 0
-    kill -QUIT "$pid" 2> /dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2> /dev/null || return 0
-        sleep 0.1
-    done
-    kill -TERM "$pid" 2> /dev/null || true
+    nginx_quit "$(cat "$1" 2> /dev/null || true)"
 }
 
 cleanup() {
@@ -92,13 +87,7 @@ trap 'exit 130' INT TERM
 mkdir "$D/tmp"
 cp "$GI2_MODULE" "$D/ngx_http_gi2_module.so"
 
-read -r PORT BPORT MPORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(3)]
-for x in s:
-    x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))
-')
+read -r PORT BPORT MPORT < <(free_ports 3)
 
 # the request: a 1 KB generation request (the prompt padded with words)
 python3 - "$D/body.json" << 'EOF'

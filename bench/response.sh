@@ -34,6 +34,8 @@
 
 set -eu -o pipefail
 
+. "$(dirname "$0")/lib.sh"
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 PEERS=${PEERS:-$ROOT/../shared/peers}
@@ -77,14 +79,8 @@ MASTER=
 
 # stop_nginx : graceful stop of our master (logs flushed), then TERM
 stop_nginx() {
-    local i
-    if [ -n "$MASTER" ] && kill -0 "$MASTER" 2> /dev/null; then
-        kill -QUIT "$MASTER" 2> /dev/null || true
-        for i in $(seq 100); do
-            kill -0 "$MASTER" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -TERM "$MASTER" 2> /dev/null || true
+    if [ -n "$MASTER" ]; then
+        nginx_quit "$MASTER"
         wait "$MASTER" 2> /dev/null || true
     fi
     MASTER=
@@ -148,13 +144,7 @@ mkdir -p "$ROOT/build"
 }
 mv -f "$SPEED.tmp" "$SPEED"
 
-read -r PORT BPORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s:
-    x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))
-')
+read -r PORT BPORT < <(free_ports 2)
 
 # nginx's defaults are kept for the proxy's buffers: proxy_buffering on,
 # proxy_buffers 8 4k|8k (one page), proxy_busy_buffers_size 2 pages,

@@ -43,6 +43,8 @@
 
 set -eu -o pipefail
 
+. "$(dirname "$0")/lib.sh"
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 PEERS=${PEERS:-$ROOT/../shared/peers}
@@ -91,13 +93,8 @@ MASTER=
 cleanup() {
     local rc=$? i
     trap - EXIT INT TERM
-    if [ -n "$MASTER" ] && kill -0 "$MASTER" 2> /dev/null; then
-        kill -QUIT "$MASTER" 2> /dev/null || true
-        for i in $(seq 50); do
-            kill -0 "$MASTER" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -TERM "$MASTER" 2> /dev/null || true
+    if [ -n "$MASTER" ]; then
+        nginx_quit "$MASTER"
         wait "$MASTER" 2> /dev/null || true
     fi
     if [ "${KEEP:-0}" = 1 ]; then
@@ -113,13 +110,7 @@ trap 'exit 130' INT TERM
 mkdir "$D/tmp"
 cp "$PEERS/resp_4k.json" "$PEERS/modsec.conf" "$PEERS/rules.lua" "$D/"
 
-read -r PORT BPORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s:
-    x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))
-')
+read -r PORT BPORT < <(free_ports 2)
 
 # write_conf FILE LOC... : one nginx config serving the given locations
 write_conf() {
