@@ -24,6 +24,8 @@
 
 set -eu -o pipefail
 
+. "$(dirname "$0")/lib.sh"
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 GI2_MODULE=${GI2_MODULE:-$ROOT/build/ngx_http_gi2_module.so}
@@ -58,16 +60,7 @@ RELOADER=
 
 # quit PIDFILE : graceful stop of the nginx whose master is in PIDFILE
 quit() {
-    local i m
-    m=$(cat "$1" 2> /dev/null || true)
-    if [ -n "$m" ] && kill -0 "$m" 2> /dev/null; then
-        kill -QUIT "$m" 2> /dev/null || true
-        for i in $(seq 100); do
-            kill -0 "$m" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -TERM "$m" 2> /dev/null || true
-    fi
+    nginx_quit "$(cat "$1" 2> /dev/null || true)"
 }
 
 stop_all() {
@@ -120,13 +113,7 @@ with open(sys.argv[1], "w") as f:
         f.write("event: %s\ndata: %s\n\n" % (name, json.dumps(data)))
 EOF
 
-read -r PORT BPORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s:
-    x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))
-')
+read -r PORT BPORT < <(free_ports 2)
 
 # the upstream: an nginx of its own, which the reloads leave alone (in
 # the gateway's nginx, each reload would also close the gateway's idle
@@ -426,7 +413,11 @@ FAIL=()
 [ $((WRONG + ERRORS)) = 0 ] || FAIL+=("$((WRONG + ERRORS)) failed requests")
 [ "$RECORDS" = "$SENT" ] || FAIL+=("$RECORDS audit records for $SENT sent")
 [ "$ANSWERED" = "$SENT" ] || FAIL+=("$((SENT - ANSWERED)) requests unanswered")
-[ "$RVERDICT" = ok ] || FAIL+=("worker RSS growth $RWORST%")
+if [ "$RCHECKED" = 0 ]; then
+    FAIL+=("no worker life had 6 RSS samples after ${WARM}s of warm-up (RELOAD=$RELOAD is too short to check)")
+elif [ "$RVERDICT" != ok ]; then
+    FAIL+=("worker RSS growth $RWORST%")
+fi
 [ "$LEAKS" = 0 ] || FAIL+=("secrets in $LEAKS log lines")
 [ "$RELOAD_ERR" = 0 ] || FAIL+=("$RELOAD_ERR reloads failed")
 [ "$DEC_OK" = 1 ] || FAIL+=("decisions in the records do not match the kinds sent")
