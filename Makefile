@@ -182,8 +182,15 @@ $(CHECK): tools/gi2_check.c $(CHECK_SRCS) ngx_gi2_module/gi2_core.h | deps
 
 gi2-check: $(CHECK)
 
+# the response-side files again with every location's scanner on a thread
+# pool (gi2_response_inspection threads)
+THREADS_T = t/100-audit-response.t t/110-audit-directives.t \
+	t/120-audit-stream.t t/140-hostile.t t/150-metrics.t t/160-multipart.t \
+	t/161-responses.t
+
 test: deps-test module unit gi2-check
 	prove -r t/
+	GI2_TEST_RESPONSE_THREADS=1 prove $(THREADS_T)
 
 run: module
 	@bash examples/run.sh start

@@ -153,6 +153,7 @@ read -r PORT BPORT < <(free_ports 2)
 cat > "$D/nginx.conf" << EOF
 load_module $D/ngx_http_gi2_module.so;
 worker_processes 1;
+thread_pool gi2 threads=${GI2_POOL_THREADS:-1};
 error_log $D/error.log warn;
 pid $D/nginx.pid;
 events { worker_connections 4096; }
@@ -185,6 +186,7 @@ http {
         }
         location /gi2/ {
             gi2 on;
+            gi2_response_inspection ${GI2_RESP_MODE:-on};
             access_log $D/audit.log gi2 buffer=64k flush=1s;
             access_log $D/sanity.log gi2 if=\$arg_sanity;
             proxy_method GET;

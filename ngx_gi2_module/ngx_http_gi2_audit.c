@@ -107,6 +107,15 @@ ngx_http_gi2_audit_init(ngx_conf_t *cf)
 }
 
 
+/* for the thread scanner's filter (ngx_http_gi2_rt.c) */
+
+ngx_int_t
+ngx_http_gi2_next_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    return ngx_http_next_body_filter(r, in);
+}
+
+
 static ngx_int_t
 ngx_http_gi2_header_filter(ngx_http_request_t *r)
 {
@@ -228,6 +237,16 @@ ngx_http_gi2_header_filter(ngx_http_request_t *r)
         ctx->resp_gzip = (ce->len == 4);
     }
 
+#if (NGX_THREADS)
+    if (glcf->response_threads != NULL && ctx->zs == NULL) {
+        if (ngx_http_gi2_rt_create(r, ctx, glcf->response_threads)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+#endif
+
     /* the body filter reads buffers, so they must be in memory */
     r->filter_need_in_memory = 1;
 
@@ -242,11 +261,21 @@ ngx_http_gi2_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t         *cl;
     ngx_http_gi2_ctx_t  *ctx;
 
-    if (r != r->main || in == NULL) {
+    if (r != r->main) {
         return ngx_http_next_body_filter(r, in);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
+
+#if (NGX_THREADS)
+    if (ctx != NULL && ctx->rt != NULL && ctx->resp != NULL) {
+        return ngx_http_gi2_rt_body_filter(r, ctx, in);
+    }
+#endif
+
+    if (in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
 
     if (ctx == NULL || ctx->resp == NULL || ctx->resp_finished) {
         return ngx_http_next_body_filter(r, in);
@@ -496,6 +525,11 @@ ngx_http_gi2_audit_finalize(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx)
      * No last buffer went by: upstream failed or the client went away
      * before the end, whatever the scanner made of what it saw.
      */
+
+#if (NGX_THREADS)
+    /* what the last task left: no task runs in the log phase */
+    ngx_http_gi2_rt_flush(ctx);
+#endif
 
     if (ctx->resp != NULL && !ctx->resp_finished) {
         (void) gi2_resp_finish(ctx->resp);

@@ -30,6 +30,8 @@ static char *ngx_http_gi2_reject_status(ngx_conf_t *cf, void *post,
 static char *ngx_http_gi2_header_name(ngx_conf_t *cf, void *post,
     void *data);
 static time_t ngx_http_gi2_days(ngx_int_t y, ngx_int_t m, ngx_int_t d);
+static char *ngx_http_gi2_response_inspection(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gi2_price(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -161,10 +163,10 @@ static ngx_command_t  ngx_http_gi2_commands[] = {
       NULL },
 
     { ngx_string("gi2_response_inspection"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_gi2_response_inspection,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_gi2_loc_conf_t, response_inspection),
+      0,
       NULL },
 
     { ngx_string("gi2_log_prompt"),
@@ -691,8 +693,12 @@ ngx_http_gi2_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->hash_key, prev->hash_key, "");
     ngx_conf_merge_str_value(conf->hash_key_id, prev->hash_key_id, "");
     ngx_conf_merge_value(conf->log_prompt, prev->log_prompt, 0);
-    ngx_conf_merge_value(conf->response_inspection,
-                         prev->response_inspection, 1);
+    if (conf->response_inspection == NGX_CONF_UNSET) {
+        conf->response_inspection = (prev->response_inspection
+                                     == NGX_CONF_UNSET)
+                                    ? 1 : prev->response_inspection;
+        conf->response_threads = prev->response_threads;
+    }
     ngx_conf_merge_ptr_value(conf->prices, prev->prices, NULL);
 
     if (conf->user_field == NGX_HTTP_GI2_USER_HASH
@@ -1337,6 +1343,79 @@ ngx_http_gi2_header_name(ngx_conf_t *cf, void *post, void *data)
  * The key for every hash the module writes (prompt, consumer, user field):
  * a secret file, read once here.  Without it the hashes are not written.
  */
+
+/* gi2_response_inspection on | off | threads[=pool] */
+
+static char *
+ngx_http_gi2_response_inspection(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_gi2_loc_conf_t *glcf = conf;
+
+    ngx_str_t  *value;
+#if (NGX_THREADS)
+    ngx_str_t   name;
+#endif
+
+    if (glcf->response_inspection != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        glcf->response_inspection = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        glcf->response_inspection = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(value[1].data, "threads", 7) == 0
+        && (value[1].len == 7 || value[1].data[7] == '='))
+    {
+#if (NGX_THREADS)
+        glcf->response_inspection = 1;
+
+        if (value[1].len == 7) {
+            glcf->response_threads = ngx_thread_pool_add(cf, NULL);
+
+        } else {
+            name.len = value[1].len - 8;
+            name.data = value[1].data + 8;
+
+            if (name.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "gi2: empty thread pool name in \"%V\"",
+                                   &value[1]);
+                return NGX_CONF_ERROR;
+            }
+
+            glcf->response_threads = ngx_thread_pool_add(cf, &name);
+        }
+
+        if (glcf->response_threads == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+#else
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gi2: \"%V\" needs nginx built with threads "
+                           "(--with-threads)", &value[1]);
+        return NGX_CONF_ERROR;
+#endif
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive, "
+                       "it must be \"on\", \"off\", \"threads\" or "
+                       "\"threads=POOL\"", &value[1], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
 
 static char *
 ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

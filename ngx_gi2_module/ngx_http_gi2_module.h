@@ -62,6 +62,10 @@
 #define NGX_HTTP_GI2_MODAPI_CANCELLED  5
 
 
+/* the response scanner on a thread pool (ngx_http_gi2_rt.c) */
+typedef struct ngx_http_gi2_rt_s  ngx_http_gi2_rt_t;
+
+
 typedef struct {
     off_t                       from;
     off_t                       to;
@@ -110,6 +114,7 @@ typedef struct {
     ngx_str_t                   hash_key_id;   /* which key, not the key */
     ngx_flag_t                  log_prompt;
     ngx_flag_t                  response_inspection;
+    void                       *response_threads;  /* ngx_thread_pool_t */
     ngx_array_t                *prices;        /* ngx_http_gi2_price_t */
 
     ngx_array_t                *rules;         /* gi2_rule */
@@ -159,6 +164,7 @@ typedef struct {
 
     /* the response side */
     void                       *resp;          /* gi2_resp_t */
+    ngx_http_gi2_rt_t          *rt;            /* scanned on a thread */
     void                       *zs;            /* z_stream, when encoded */
     u_char                     *zout;
     ngx_uint_t                  resp_status;
@@ -198,6 +204,13 @@ ngx_int_t ngx_http_gi2_audit_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_http_gi2_audit_finalize(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx);
+ngx_int_t ngx_http_gi2_next_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+ngx_int_t ngx_http_gi2_rt_create(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, void *pool);
+ngx_int_t ngx_http_gi2_rt_body_filter(ngx_http_request_t *r,
+    ngx_http_gi2_ctx_t *ctx, ngx_chain_t *in);
+void ngx_http_gi2_rt_flush(ngx_http_gi2_ctx_t *ctx);
 ngx_int_t ngx_http_gi2_log_json(ngx_http_request_t *r,
     ngx_http_gi2_ctx_t *ctx, ngx_str_t *out);
 ngx_int_t ngx_http_gi2_hmac(ngx_http_request_t *r,

@@ -210,7 +210,7 @@ sub test_more_errors {
     fails('gi2_response_inspection bad value',
         in_location('gi2_response_inspection maybe;'),
         qr/invalid value "maybe" in "gi2_response_inspection" directive, /
-            . qr/it must be "on" or "off"/);
+            . qr/it must be "on", "off", "threads" or "threads=POOL"/);
     fails('gi2_reject_status not a number',
         in_location('gi2_reject_status 400x;'),
         qr/"gi2_reject_status" directive invalid number/);

@@ -194,6 +194,9 @@ sub http_preamble {
         "log_format gi2test $fmt;",
         "access_log $p/access.log gi2test;",
     );
+    # the whole suite again with the response scanner on a thread pool
+    push @lines, "gi2_response_inspection threads;"
+        if $ENV{GI2_TEST_RESPONSE_THREADS} && !$o{no_module};
     return join('', map { "    $_\n" } @lines);
 }
 
