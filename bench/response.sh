@@ -7,6 +7,9 @@
 #   gi2     gi2 on: the request is inspected, the answer is read by the
 #           response scanner (base64 decoding and SHA-256 of the PNG) and
 #           every request gets an audit record ($gi2_log_json)
+#   gi2t    the same with gi2_response_inspection threads=gi2: the scanner
+#           runs on a thread pool of POOL_THREADS threads (default 1), the
+#           worker's event loop only copies the answer into a ring
 #
 # A second server of the same nginx serves the answers as static files
 # (application/json, sendfile): {"created":...,"data":[{"b64_json":
@@ -18,7 +21,8 @@
 # median of the rounds' own ratios), the worker's CPU time per response
 # and what gi2 adds to it as MB/s of response, the scanner alone
 # (resp_speed.c, the module's core fed 16 KB chunks) and the worker's peak
-# RSS growth with 64 concurrent 8 MB answers in flight, plain vs gi2.
+# RSS growth with 64 concurrent 8 MB answers in flight, plain vs gi2
+# and gi2t.  The worker's CPU time counts all its threads.
 #
 #   bash bench/response.sh          (run by bench/run.sh at its end)
 #
@@ -27,6 +31,8 @@
 #   RSS_DUR=4    seconds each of the 64 clients takes to read its 8 MB
 #                (curl --limit-rate 8 MB / RSS_DUR)
 #   RSS_ROUNDS=2 RSS measurements per location (fresh nginx each; median)
+#   POOL_THREADS=1 the gi2t thread pool's size
+#   C1M=8 C8M=4    wrk connections for the 1 MB and the 8 MB answers
 #   PEERS  GI2_MODULE  NGINX  KEEP=1  STRICT=1 (exit 3 below a target)
 #
 # Exit status: 0 done; 1 setup, sanity or measurement failure; 3 below
@@ -46,22 +52,24 @@ ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1}
 RSS_DUR=${RSS_DUR:-4}
 RSS_ROUNDS=${RSS_ROUNDS:-2}
+POOL_THREADS=${POOL_THREADS:-1}
 URI=/v1/images/generations
 SIZES=(1m 8m)
 declare -A BYTES=([1m]=1048576 [8m]=8388608)
-declare -A CONNS=([1m]=8 [8m]=4)
+declare -A CONNS=([1m]=${C1M:-8} [8m]=${C8M:-4})
 declare -A SLABEL=([1m]="1 MB" [8m]="8 MB")
 RSS_CONNS=64
 TARGET=0.90                          # gi2 req/s over plain
 RSS_TARGET_KB=$((RSS_CONNS * 64))    # 64 KiB per response in flight
-LOCS=(plain gi2)
+LOCS=(plain gi2 gi2t)
+NLOCS=${#LOCS[@]}
 
 die() {
     echo "bench: response: FAIL: $*" >&2
     exit 1
 }
 
-for v in DUR ROUNDS WARMUP RSS_DUR RSS_ROUNDS; do
+for v in DUR ROUNDS WARMUP RSS_DUR RSS_ROUNDS POOL_THREADS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, not '${!v}'"
 done
 [ "$DUR" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$RSS_DUR" -ge 1 ] \
@@ -153,7 +161,7 @@ read -r PORT BPORT < <(free_ports 2)
 cat > "$D/nginx.conf" << EOF
 load_module $D/ngx_http_gi2_module.so;
 worker_processes 1;
-thread_pool gi2 threads=${GI2_POOL_THREADS:-1};
+thread_pool gi2 threads=$POOL_THREADS;
 error_log $D/error.log warn;
 pid $D/nginx.pid;
 events { worker_connections 4096; }
@@ -186,7 +194,14 @@ http {
         }
         location /gi2/ {
             gi2 on;
-            gi2_response_inspection ${GI2_RESP_MODE:-on};
+            access_log $D/audit.log gi2 buffer=64k flush=1s;
+            access_log $D/sanity.log gi2 if=\$arg_sanity;
+            proxy_method GET;
+            proxy_pass http://backend/;
+        }
+        location /gi2t/ {
+            gi2 on;
+            gi2_response_inspection threads=gi2;
             access_log $D/audit.log gi2 buffer=64k flush=1s;
             access_log $D/sanity.log gi2 if=\$arg_sanity;
             proxy_method GET;
@@ -328,11 +343,11 @@ for s in "${SIZES[@]}"; do
                     "from the upstream's: $(cmp "$out" "$D/resp_$s.json" \
                     2>&1 | head -1)" >&2
                 FAILS=$((FAILS + 1))
-            elif [ "$l" = gi2 ] && [ $((n1 - n0)) != 1 ]; then
+            elif [ "$l" != plain ] && [ $((n1 - n0)) != 1 ]; then
                 echo "bench: response: sanity: $what: $((n1 - n0)) audit" \
                     "records, want 1" >&2
                 FAILS=$((FAILS + 1))
-            elif [ "$l" = gi2 ] && ! check_record "$D/sanity.log" "$s" \
+            elif [ "$l" != plain ] && ! check_record "$D/sanity.log" "$s" \
                 "$what"; then
                 FAILS=$((FAILS + 1))
             fi
@@ -344,9 +359,9 @@ TMPFILES=$(( $(grep -c 'buffered to a temporary file' "$D/error.log" \
     || true) - TMPFILES ))
 [ "$TMPFILES" -gt 0 ] || echo "bench: response: note: no answer went" \
     "through a temporary file in the stalled-client checks"
-echo "bench: response: sanity ok: answers byte-identical on plain and gi2;" \
-    "gi2's audit record has the PNG's SHA-256, size and 1024x1024," \
-    "with a fast and with a stalled client ($TMPFILES of 4 stalled" \
+echo "bench: response: sanity ok: answers byte-identical on plain, gi2" \
+    "and gi2t; their audit records have the PNG's SHA-256, size and 1024x1024," \
+    "with a fast and with a stalled client ($TMPFILES of $((NLOCS * 2)) stalled" \
     "answers went through a temporary file)"
 
 # --- throughput
@@ -402,8 +417,8 @@ TMPWARN0=$(grep -c 'buffered to a temporary file' "$D/error.log" || true)
 for s in "${SIZES[@]}"; do
     for r in $(seq "$ROUNDS"); do
         printf 'round %d/%d (%s):' "$r" "$ROUNDS" "${SLABEL[$s]}"
-        for i in 0 1; do
-            l=${LOCS[$(((i + r - 1) % 2))]}
+        for i in $(seq 0 $((NLOCS - 1))); do
+            l=${LOCS[$(((i + r - 1) % NLOCS))]}
             m=$(wrk_run "$l" "$s" "$DUR") || die "measurement failed on $l $s"
             read -r rps cpu n <<< "$m"
             RES[$l,$s]="${RES[$l,$s]-} $rps"
@@ -432,7 +447,8 @@ SCAN_MBPS=${SCAN%% *}
 # few answers cut when wrk stopped (at most CONNS per run) say truncated
 stop_nginx
 AUDIT=$(python3 - "$D/audit.log" "${SHA[1m]}" "${SHA[8m]}" \
-    "$((2 * ROUNDS + 2))" "${CONNS[1m]}" "${CONNS[8m]}" "${REQS[gi2]}" \
+    "$((4 * ROUNDS + 4))" "${CONNS[1m]}" "${CONNS[8m]}" \
+    "$((REQS[gi2] + REQS[gi2t]))" \
     << 'EOF'
 import json, sys
 path, sha1, sha8 = sys.argv[1:4]
@@ -467,9 +483,9 @@ else:
 EOF
 ) || die "cannot read the audit log"
 read -r verdict aok acut rest <<< "$AUDIT"
-[ "$verdict" = ok ] || die "audit records of the measured gi2 requests:" \
+[ "$verdict" = ok ] || die "audit records of the measured gi2 and gi2t requests:" \
     "$aok complete with the right SHA-256, $acut cut, ${rest:-}" \
-    "(wrk counted ${REQS[gi2]} gi2 responses)"
+    "(wrk counted $((REQS[gi2] + REQS[gi2t])) gi2 and gi2t responses)"
 
 # --- RSS: 64 concurrent 8 MB answers, a fresh nginx per measurement
 # rss_run LOC : sets RSS_GROW, RSS_HWM (the worker's peak VmRSS growth in
@@ -569,11 +585,13 @@ for s in "${SIZES[@]}"; do
     done
     cp=$(median <<< "${CPU[plain,$s]}")
     cg=$(median <<< "${CPU[gi2,$s]}")
-    awk -v p="$cp" -v g="$cg" -v b="${BYTES[$s]}" 'BEGIN {
-        printf "worker CPU per response (proxy + backend): plain %.0f us," \
-               " gi2 %.0f us (%+.0f us)\n", p, g, g - p
+    ct=$(median <<< "${CPU[gi2t,$s]}")
+    awk -v p="$cp" -v g="$cg" -v t="$ct" -v b="${BYTES[$s]}" 'BEGIN {
+        printf "worker CPU per response (proxy + backend, all threads):" \
+               " plain %.0f us, gi2 %.0f us (%+.0f us), gi2t %.0f us" \
+               " (%+.0f us)\n", p, g, g - p, t, t - p
         if (g - p > 0)
-            printf "inspection: %.0f MB/s of response (worker CPU)\n",
+            printf "inspection: %.0f MB/s of response (worker CPU, gi2)\n",
                    b / 1e6 / ((g - p) / 1e6)
         else
             printf "inspection: not measurable from worker CPU (gi2 took" \
@@ -601,31 +619,38 @@ awk -v s="$sha_us" -v b="${PNGLEN[8m]}" -v p="$(median <<< "${CPU[plain,8m]}")" 
                     " worker'"'"'s thread, it bounds gi2 near %.2fx plain where" \
                     " the worker is the bottleneck\n", b / 1e6, s,
                     b / s, s * 100 / p, p / (p + s) }'
-echo "audit: $aok gi2 records with the PNG's SHA-256 ($acut cut when wrk" \
+echo "audit: $aok gi2 and gi2t records with the PNG's SHA-256 ($acut cut when wrk" \
     "stopped); upstream answers buffered to a temporary file:" \
     "$TMPWARN times during the measurements"
 
 rp=$(median <<< "${RSS[plain]}")
-rg=$(median <<< "${RSS[gi2]}")
 hp=$(median <<< "${HWM[plain]}")
-hg=$(median <<< "${HWM[gi2]}")
-diff=$(awk -v a="$rg" -v b="$rp" 'BEGIN { printf "%d", a - b }')
-line="RSS peak growth, $RSS_CONNS x 8 MB in flight: plain $(mb "$rp"),"
-line="$line gi2 $(mb "$rg"): $(mb "$diff") over plain"
-line="$line (target < $((RSS_TARGET_KB / 1024)) MiB = $RSS_CONNS x 64 KiB)"
-if [ "$diff" -ge "$RSS_TARGET_KB" ]; then
-    line="$line ABOVE TARGET"
-    BELOW=1
-fi
-echo "$line"
+for l in gi2 gi2t; do
+    rg=$(median <<< "${RSS[$l]}")
+    diff=$(awk -v a="$rg" -v b="$rp" 'BEGIN { printf "%d", a - b }')
+    line="RSS peak growth, $RSS_CONNS x 8 MB in flight: plain $(mb "$rp"),"
+    line="$line $l $(mb "$rg"): $(mb "$diff") over plain"
+    line="$line (target < $((RSS_TARGET_KB / 1024)) MiB = $RSS_CONNS x 64 KiB)"
+    if [ "$diff" -ge "$RSS_TARGET_KB" ]; then
+        line="$line ABOVE TARGET"
+        BELOW=1
+    fi
+    echo "$line"
+done
+list() {
+    local x
+    for x in $1; do
+        printf ' %s' "$x"
+    done
+}
 echo "  (VmRSS sampled every 100 ms, median of $RSS_ROUNDS fresh workers;" \
-    "VmHWM growth plain $(mb "$hp"), gi2 $(mb "$hg"); idle RSS after two" \
-    "answers: plain$(for x in ${IDLE[plain]}; do printf ' %s' "$x"; done)," \
-    "gi2$(for x in ${IDLE[gi2]}; do printf ' %s' "$x"; done) kB;" \
-    "$RSS_CONNS curl clients at $(awk -v r="$RSS_DUR" \
-    'BEGIN { printf "%.1f", 8 / r }') MiB/s each, done in" \
-    "plain$(for x in ${SECS[plain]}; do printf ' %s' "$x"; done)," \
-    "gi2$(for x in ${SECS[gi2]}; do printf ' %s' "$x"; done) s)"
+    "VmHWM growth plain $(mb "$hp"), gi2 $(mb "$(median <<< "${HWM[gi2]}")")," \
+    "gi2t $(mb "$(median <<< "${HWM[gi2t]}")"); idle RSS after two answers:" \
+    "plain$(list "${IDLE[plain]}"), gi2$(list "${IDLE[gi2]}")," \
+    "gi2t$(list "${IDLE[gi2t]}") kB; $RSS_CONNS curl clients at" \
+    "$(awk -v r="$RSS_DUR" 'BEGIN { printf "%.1f", 8 / r }') MiB/s each," \
+    "done in plain$(list "${SECS[plain]}"), gi2$(list "${SECS[gi2]}")," \
+    "gi2t$(list "${SECS[gi2t]}") s)"
 
 if grep -qE '\[(alert|crit|emerg)\]' "$D/error.log"; then
     grep -m5 -E '\[(alert|crit|emerg)\]' "$D/error.log" >&2

@@ -38,8 +38,8 @@
 #include <ngx_thread_pool.h>
 
 
-#define NGX_HTTP_GI2_RT_RING   (48 * 1024)
-#define NGX_HTTP_GI2_RT_POST   (24 * 1024)
+#define NGX_HTTP_GI2_RT_RING   (32 * 1024)
+#define NGX_HTTP_GI2_RT_POST   (16 * 1024)
 
 /* a connection-level bit, beside gzip's 0x20 and the writer's 0x10 */
 #define NGX_HTTP_GI2_BUFFERED  0x40
