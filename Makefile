@@ -218,6 +218,9 @@ test-asan: module-asan $(ASAN_UNITS) $(REPLAY_BINS)
 	    prove --exec '' $(ASAN_UNITS); ur=$$?; \
 	GI2_NGINX=$(TOP)/t/sanitize/asan-nginx GI2_MODULE=$(ASAN_MODULE) \
 	GI2_SAN_LOGS=$(ASAN)/logs GI2_TIMEOUT=30 prove -r t/; pr=$$?; \
+	GI2_NGINX=$(TOP)/t/sanitize/asan-nginx GI2_MODULE=$(ASAN_MODULE) \
+	GI2_SAN_LOGS=$(ASAN)/logs GI2_TIMEOUT=30 GI2_TEST_RESPONSE_THREADS=1 \
+	    prove $(THREADS_T) || pr=1; \
 	echo "test-asan: $$(( $$(date +%s) - start )) s"; \
 	if [ -n "$$(ls -A $(ASAN)/logs)" ]; then \
 	    echo "test-asan: sanitizer reports:"; \
