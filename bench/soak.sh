@@ -13,14 +13,40 @@
 #                                    socket error)
 #   audit records vs requests sent   equal: every request wrk sent has
 #                                    its JSON record (gi2.decision etc.)
-#   RSS growth of each worker        under 1% from its warm-up sample
-#                                    (WARM seconds into its life) to its
-#                                    last sample while it was current
+#   worker memory growth             under 1% in each worker life:
+#                                    its anonymous memory (RssAnon)
+#                                    after WARM seconds of warm-up, the
+#                                    floor of the last third of the
+#                                    life against that of the first
+#                                    (see "Memory" below)
 #   secrets                          the bearer token and the prompt
 #                                    marker appear in no log
 #
+# Memory.  Every second the master's and each worker's VmRSS and its
+# parts RssAnon, RssFile and RssShmem are read from /proc/PID/status.  A
+# worker life runs from the worker's first sample to the next reload
+# (after which it only shuts down); its first WARM (10) seconds are its
+# warm-up.  Under the soak's load a new worker's RssFile (the pages of
+# nginx, the module and the libraries that it has touched) is at its
+# plateau by its first sample and RssShmem (nginx's own shared memory;
+# the soak configures no gi2 zone) is 4 kB from the start; RssAnon finds
+# its level within the first seconds, and 10 s is margin.  Only RssAnon
+# is checked: what the module and nginx allocate, per request or for
+# good, is anonymous memory (heap and malloc's mmaps); file and shared
+# pages are printed for each life all the same.  A worker's RssAnon is
+# its steady memory plus what is in flight: the pools and buffers of the
+# requests being served and the free memory that glibc keeps at the top
+# of its heap until there is more than M_TRIM_THRESHOLD (128 kB).  Both
+# only add to a sample, and come and go: they swing RssAnon by up to
+# 200 kB (5% of a worker's 4 MB) from one second to the next, so the
+# median of a third of a 20-second life lands on either side by chance.
+# Memory that leaks is never given back: it is in every later sample and
+# raises the least one.  So growth = floor(last third) - floor(first
+# third), a floor being the least sample, against 1% of the first floor.
+# The VmRSS medians are printed too (the measure before), not checked.
+#
 # Environment: SOAK_DUR=600 RELOAD=30 CAP_DUR=10 LOAD=0.8 CONNS=16
-# WARM=10 KEEP=1 NGINX GI2_MODULE
+# WARM=10 KEEP=1 SMAPS=0 NGINX GI2_MODULE
 
 set -eu -o pipefail
 
@@ -330,15 +356,9 @@ EOF
 ) || die "cannot read the audit log"
 
 # RSS: per worker life, from WARM seconds after its first sample to the
-# next reload (after which it only shuts down), each sample split into
-# its parts (see the header).  What is checked is the floor of RssAnon:
-# the least of each third of the life's samples, growth = floor(last
-# third) - floor(first third).  The requests in flight and the free
-# memory the C library keeps at the top of its heap (up to
-# M_TRIM_THRESHOLD, 128 kB) only ever add to a sample, and come and go
-# from one second to the next; memory that leaks never goes, so it is in
-# every later sample and raises the floor.  The lives' table goes to
-# $D/rss-lives.txt and is printed.
+# next reload, the floor (least sample) of RssAnon in the first and in
+# the last third of the life (see "Memory" in the header).  The lives'
+# table goes to $D/rss-lives.txt and is printed.
 RSS=$(python3 - "$D/rss.log" "$D/reloads.log" "$MASTER" "$WARM" \
     "$RSS_LIMIT" "$D/rss-lives.txt" << 'EOF'
 import collections, statistics, sys
@@ -382,7 +402,7 @@ for pid, s in sorted(samples.items(), key=lambda x: (x[1][0][0], x[0])):
                  / med(first, 1))
     fworst = max(fworst, floor(last, 3) - floor(first, 3))
     sworst = max(sworst, floor(last, 4) - floor(first, 4))
-    rows.append("%-7s %4d-%-4s %3d %6d %6d %+5d  %5d %5d %+4d %+6.2f%%"
+    rows.append("%-7s %4d-%-4s %3d  %6d %6d %+5d  %5d %5d %+4d %+6.2f%%"
         "  %5d %5d %+4d  %5d %5d %+4d  %5d" % (
         pid, live[0][0], end - 1 if end else live[-1][0], len(live),
         med(first, 1), med(last, 1), med(last, 1) - med(first, 1),
@@ -391,10 +411,11 @@ for pid, s in sorted(samples.items(), key=lambda x: (x[1][0][0], x[0])):
         floor(first, 4), floor(last, 4), floor(last, 4) - floor(first, 4),
         max(x[2] for x in live) - min(x[2] for x in live)))
 with open(table, "w") as t:
-    t.write("worker lives (kB): VmRSS medians, RssAnon/RssFile/RssShmem "
-            "floors (least sample), first third -> last third\n"
-            "pid     life(s)     n  VmRSS (median)       RssAnon (floor) "
-            "checked    RssFile (floor)   RssShmem (floor)  RssAnon swing\n")
+    t.write("worker lives (kB), first third of the life -> last third; "
+            "floor = least sample; swing = RssAnon's largest - least\n")
+    t.write("%-7s %-9s %3s  %-19s  %-24s  %-16s  %-16s  %5s\n" % (
+        "pid", "life (s)", "n", "VmRSS (median)", "RssAnon floor (checked)",
+        "RssFile floor", "RssShmem floor", "swing"))
     for r in rows:
         t.write(r + "\n")
 # the master doubles at its first reload (two configurations for a
