@@ -35,11 +35,12 @@
 # good, is anonymous memory (heap and malloc's mmaps); file and shared
 # pages are printed for each life all the same.  A worker's RssAnon is
 # its steady memory plus what is in flight: the pools and buffers of the
-# requests being served and the free memory that glibc keeps at the top
-# of its heap until there is more than M_TRIM_THRESHOLD (128 kB).  Both
-# only add to a sample, and come and go: they swing RssAnon by up to
-# 200 kB (5% of a worker's 4 MB) from one second to the next, so the
-# median of a third of a 20-second life lands on either side by chance.
+# requests being served, and the touched part of the free memory that
+# glibc keeps in its heap (the top pad, 128 kB, and free chunks below a
+# chunk in use).  Both only add to a sample, and come and go: they swing
+# RssAnon by up to about 260 kB (6% of a worker's 4 MB) from one second
+# to the next, so the median of a third of a 20-second life lands on
+# either side by chance (bench/README.md has the data).
 # Memory that leaks is never given back: it is in every later sample and
 # raises the least one.  So growth = floor(last third) - floor(first
 # third), a floor being the least sample, against 1% of the first floor.
@@ -384,7 +385,8 @@ for pid, s in sorted(samples.items(), key=lambda x: (x[1][0][0], x[0])):
         continue
     born = s[0][0]
     end = next((r for r in rl if r > born), None)
-    live = [x for x in s if x[0] >= born + warm and (end is None or x[0] < end)]
+    live = [x for x in s if x[0] >= born + warm
+            and (end is None or x[0] < end)]
     if len(live) < 6:
         continue
     k = len(live) // 3
