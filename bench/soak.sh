@@ -118,6 +118,16 @@ trap 'exit 130' INT TERM
 mkdir "$D/tmp"
 touch "$D/reloads.log" "$D/reload.err"        # none if RELOAD > SOAK_DUR
 cp "$GI2_MODULE" "$D/ngx_http_gi2_module.so"    # a rebuild can't crash us
+
+# heap_probe.so: each worker's malloc in use, in $D/heap/PID (see the
+# header and heap_probe.c)
+"${CC:-cc}" -std=c99 -O2 -g -Wall -Wextra -Werror -fPIC -shared -pthread \
+    -o "$D/heap_probe.so" "$BENCH/heap_probe.c" > "$D/cc.out" 2>&1 || {
+    cat "$D/cc.out" >&2
+    die "cannot build heap_probe.so"
+}
+mkdir "$D/heap"
+chmod 1777 "$D/heap"          # the workers may no longer be root
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$D/gi2.key"
 chmod 600 "$D/gi2.key"
 
@@ -224,7 +234,9 @@ EOF
     || die "the backend nginx did not start"
 "$NGINX" -t -q -p "$D/" -c "$D/nginx.conf" -e "$D/error.log" \
     > "$D/t.out" 2>&1 || { cat "$D/t.out" >&2; die "nginx -t failed"; }
-"$NGINX" -p "$D/" -c "$D/nginx.conf" -e "$D/error.log" \
+LD_PRELOAD="$D/heap_probe.so${LD_PRELOAD:+ $LD_PRELOAD}" \
+    GI2_HEAP_DIR="$D/heap" \
+    "$NGINX" -p "$D/" -c "$D/nginx.conf" -e "$D/error.log" \
     || die "nginx did not start"
 for i in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$BPORT/small/" && break
@@ -272,7 +284,9 @@ N0=$(wc -l < "$D/audit.log")
 K0=$(wc -l < "$D/kind.log")
 
 # RSS of the master and the workers every second, with its parts from
-# /proc/PID/status: "secs pid ppid VmRSS RssAnon RssFile RssShmem" (kB).
+# /proc/PID/status, and a worker's malloc in use from heap_probe.so:
+# "secs pid ppid VmRSS RssAnon RssFile RssShmem heap" (kB; heap "-" for
+# the master, or when not read).
 # SMAPS=N (diagnosis): also a copy of each process's /proc/PID/smaps
 # every N seconds, in $D/smaps/PID.SECS
 mkdir "$D/smaps"
@@ -289,7 +303,17 @@ SMAPS=${SMAPS:-0}
                         $1 == "RssShmem:" { s = $2 }
                         END { if (r != "") print r, a, f, s }' \
                     "/proc/$pid/status" 2> /dev/null) || continue
-                [ -n "$kb" ] && echo "$now $pid $ppid $kb"
+                heap=-
+                if [ "$pid" != "$MASTER" ]; then
+                    # SUM = U + H, or the line was read half written
+                    read -r u h sum 2> /dev/null < "$D/heap/$pid" || true
+                    if [[ ${u:-x}${h:-x}${sum:-x} =~ ^[0-9]+$ ]] \
+                        && [ "$sum" = $((u + h)) ]; then
+                        heap=$((sum / 1024))
+                    fi
+                    u= h= sum=
+                fi
+                [ -n "$kb" ] && echo "$now $pid $ppid $kb $heap"
                 if [ "$SMAPS" -gt 0 ] && [ $((now % SMAPS)) = 0 ]; then
                     cat "/proc/$pid/smaps" > "$D/smaps/$pid.$now" \
                         2> /dev/null || true
@@ -369,17 +393,25 @@ try:
     rl = sorted(int(x) for x in open(reloads))
 except FileNotFoundError:
     rl = []
-# samples[pid] = [(secs, VmRSS, RssAnon, RssFile, RssShmem)]
+# samples[pid] = [(secs, VmRSS, RssAnon, RssFile, RssShmem, heap|None)]
 samples = collections.defaultdict(list)
 for line in open(rss):
     f = line.split()
-    if len(f) != 7:
+    if len(f) != 8:
         continue
-    samples[f[1]].append(tuple(int(x) for x in (f[0],) + tuple(f[3:])))
+    samples[f[1]].append(tuple(int(x) for x in [f[0]] + f[3:7])
+                         + (int(f[7]) if f[7] != "-" else None,))
+def floor(part, i):
+    return min(x[i] for x in part)
+def med(part, i):
+    return statistics.median(x[i] for x in part)
+def thirds(part):
+    k = len(part) // 3
+    return part[:k], part[-k:]
 worst = (-1e9, "", 0, 0)
-growths = []
-rows = []
-vworst = fworst = sworst = -1e9
+growths, anon, vmrss, rows = [], [], [], []
+fworst = sworst = -1e9
+noheap = 0
 for pid, s in sorted(samples.items(), key=lambda x: (x[1][0][0], x[0])):
     if pid == master:
         continue
@@ -389,35 +421,38 @@ for pid, s in sorted(samples.items(), key=lambda x: (x[1][0][0], x[0])):
             and (end is None or x[0] < end)]
     if len(live) < 6:
         continue
-    k = len(live) // 3
-    first, last = live[:k], live[-k:]
-    def floor(part, i):
-        return min(x[i] for x in part)
-    def med(part, i):
-        return statistics.median(x[i] for x in part)
-    a, b = floor(first, 2), floor(last, 2)
-    g = (b - a) * 100.0 / a
-    growths.append(g)
-    if g > worst[0]:
-        worst = (g, pid, a, b)
-    vworst = max(vworst, (med(last, 1) - med(first, 1)) * 100.0
-                 / med(first, 1))
+    first, last = thirds(live)
+    va, vb = med(first, 1), med(last, 1)
+    aa, ab = floor(first, 2), floor(last, 2)
+    vmrss.append((vb - va) * 100.0 / va)
+    anon.append((ab - aa) * 100.0 / aa)
     fworst = max(fworst, floor(last, 3) - floor(first, 3))
     sworst = max(sworst, floor(last, 4) - floor(first, 4))
-    rows.append("%-7s %4d-%-4s %3d  %6d %6d %+5d  %5d %5d %+4d %+6.2f%%"
-        "  %5d %5d %+4d  %5d %5d %+4d  %5d" % (
+    hl = [x for x in live if x[5] is not None]
+    if len(hl) < 6:
+        noheap += 1
+        ha = hb = 0
+        hg = float("nan")
+    else:
+        hfirst, hlast = thirds(hl)
+        ha, hb = floor(hfirst, 5), floor(hlast, 5)
+        hg = (hb - ha) * 100.0 / ha
+        growths.append(hg)
+        if hg > worst[0]:
+            worst = (hg, pid, ha, hb)
+    rows.append("%-6s %4d-%-4s %3d  %5d %5d %+4d %+6.2f%%  %5d %5d %+5d"
+        "  %5d %5d %+4d %+6.2f%%  %5d %5d %+4d  %3d %3d %+3d  %5d" % (
         pid, live[0][0], end - 1 if end else live[-1][0], len(live),
-        med(first, 1), med(last, 1), med(last, 1) - med(first, 1),
-        a, b, b - a, g,
+        ha, hb, hb - ha, hg, va, vb, vb - va, aa, ab, ab - aa, anon[-1],
         floor(first, 3), floor(last, 3), floor(last, 3) - floor(first, 3),
         floor(first, 4), floor(last, 4), floor(last, 4) - floor(first, 4),
         max(x[2] for x in live) - min(x[2] for x in live)))
 with open(table, "w") as t:
     t.write("worker lives (kB), first third of the life -> last third; "
             "floor = least sample; swing = RssAnon's largest - least\n")
-    t.write("%-7s %-9s %3s  %-19s  %-24s  %-16s  %-16s  %5s\n" % (
-        "pid", "life (s)", "n", "VmRSS (median)", "RssAnon floor (checked)",
-        "RssFile floor", "RssShmem floor", "swing"))
+    t.write("%-6s %-9s %3s  %-25s  %-17s  %-25s  %-16s  %-11s  %5s\n" % (
+        "pid", "life (s)", "n", "malloc in use (checked)", "VmRSS (median)",
+        "RssAnon (floor)", "RssFile (floor)", "RssShmem", "swing"))
     for r in rows:
         t.write(r + "\n")
 # the master doubles at its first reload (two configurations for a
@@ -426,17 +461,18 @@ m = samples.get(master, [])
 since = rl[0] + 2 if rl else warm
 ml = [x for x in m if x[0] >= since]
 mg = ((ml[-1][1] - ml[0][1]) * 100.0 / ml[0][1]) if len(ml) > 1 else 0.0
-print("%d %.2f %s %d %d %.2f %d %d %.2f %s %.2f %+d %+d" % (
+def mean(x):
+    return statistics.mean(x) if x else 0.0
+print("%d %.2f %s %d %d %.2f %d %d %.2f %s %.2f %.2f %.2f %+d %+d %d" % (
     len(growths), worst[0], worst[1] or "-", worst[2], worst[3], mg,
-    ml[0][1] if ml else 0, ml[-1][1] if ml else 0,
-    statistics.mean(growths) if growths else 0.0,
+    ml[0][1] if ml else 0, ml[-1][1] if ml else 0, mean(growths),
     "ok" if growths and worst[0] < limit else "FAIL",
-    vworst if growths else 0.0, fworst if growths else 0,
-    sworst if growths else 0))
+    max(vmrss) if vmrss else 0.0, max(anon) if anon else 0.0, mean(anon),
+    fworst if rows else 0, sworst if rows else 0, noheap))
 EOF
 ) || die "cannot read the RSS samples"
 read -r RCHECKED RWORST RPID RFROM RTO MGROW MFROM MTO RMEAN RVERDICT \
-    VWORST FWORST SWORST <<< "$RSS"
+    VWORST AWORST AMEAN FWORST SWORST NOHEAP <<< "$RSS"
 
 # the records' decisions against the kinds wrk sent
 KINDS=$(field kinds "$RES")
@@ -469,11 +505,12 @@ echo "decisions in the records: allow $(dec allow) (want $WANT_ALLOW)," \
     "reject $(dec reject) (want $WANT_REJECT), rewrite $(dec rewrite)" \
     "(want $WANT_REWRITE)"
 cat "$D/rss-lives.txt"
-echo "worker RSS: $RCHECKED worker lives checked after ${WARM}s of warm-up;" \
-    "RssAnon floor: worst growth $RWORST% (pid $RPID: $RFROM -> $RTO kB)," \
-    "mean $RMEAN% (limit $RSS_LIMIT%); not checked: worst VmRSS median" \
-    "$VWORST%, RssFile floor $FWORST kB, RssShmem floor $SWORST kB;" \
-    "master $MFROM -> $MTO kB ($MGROW%) after its first reload"
+echo "worker memory: $RCHECKED worker lives checked after ${WARM}s of" \
+    "warm-up; malloc in use (floor): worst growth $RWORST% (pid $RPID:" \
+    "$RFROM -> $RTO kB), mean $RMEAN% (limit $RSS_LIMIT%); not checked:" \
+    "VmRSS (median) worst $VWORST%, RssAnon (floor) worst $AWORST% and" \
+    "mean $AMEAN%, RssFile (floor) $FWORST kB, RssShmem $SWORST kB;" \
+    "master VmRSS $MFROM -> $MTO kB ($MGROW%) after its first reload"
 echo "secrets: the bearer token and the prompt marker found in" \
     "$LEAKS log lines"
 
@@ -483,10 +520,13 @@ FAIL=()
 [ $((WRONG + ERRORS)) = 0 ] || FAIL+=("$((WRONG + ERRORS)) failed requests")
 [ "$RECORDS" = "$SENT" ] || FAIL+=("$RECORDS audit records for $SENT sent")
 [ "$ANSWERED" = "$SENT" ] || FAIL+=("$((SENT - ANSWERED)) requests unanswered")
+if [ "$NOHEAP" != 0 ]; then
+    FAIL+=("heap_probe.so gave no figures for $NOHEAP worker lives")
+fi
 if [ "$RCHECKED" = 0 ]; then
     FAIL+=("no worker life had 6 RSS samples after ${WARM}s of warm-up (RELOAD=$RELOAD is too short to check)")
 elif [ "$RVERDICT" != ok ]; then
-    FAIL+=("worker RssAnon floor growth $RWORST%")
+    FAIL+=("worker malloc in use growth $RWORST%")
 fi
 [ "$LEAKS" = 0 ] || FAIL+=("secrets in $LEAKS log lines")
 [ "$RELOAD_ERR" = 0 ] || FAIL+=("$RELOAD_ERR reloads failed")
