@@ -6,12 +6,14 @@
  *
  * In every process forked by a process that was itself forked (nginx's
  * workers: the started nginx forks the master, the master forks the
- * workers) a thread writes, once a second, mallinfo2()'s uordblks (bytes
- * in chunks in use on the heap) and hblkhd (bytes in chunks mmapped on
- * their own) to $GI2_HEAP_DIR/PID, one line overwritten in place:
- * "UORD HBLKHD SUM\n" (SUM = UORD + HBLKHD, so that a reader can discard
- * a line read while it was being written).  The master is left alone:
- * it stays single-threaded, as in production.
+ * workers) a thread reads mallinfo2() every 50 ms: uordblks (bytes in
+ * chunks in use on the heap) + hblkhd (bytes in chunks mmapped on their
+ * own).  Once a second it writes the least of the last 20 readings to
+ * $GI2_HEAP_DIR/PID, one line overwritten in place: "UORD HBLKHD SUM\n"
+ * (SUM = UORD + HBLKHD, so that a reader can discard a line read while
+ * it was being written).  The least reading of a second is the one with
+ * the fewest requests in flight; memory that is kept is in all of them.
+ * The master is left alone: it stays single-threaded, as in production.
  *
  * The thread blocks every signal (nginx's signals go to nginx's thread),
  * never allocates (the line is formatted on its stack) and holds no lock
@@ -26,16 +28,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 
 static void heap_probe_init(void) __attribute__((constructor));
+static void heap_probe_prepare(void);
 static void heap_probe_child(void);
 static void *heap_probe_run(void *arg);
 
 
 static char   heap_probe_dir[512];
 static pid_t  heap_probe_exec_pid;
+static pid_t  heap_probe_forker;
 
 
 static void
@@ -51,7 +56,16 @@ heap_probe_init(void)
     strcpy(heap_probe_dir, d);
     heap_probe_exec_pid = getpid();
 
-    (void) pthread_atfork(NULL, NULL, heap_probe_child);
+    (void) pthread_atfork(heap_probe_prepare, NULL, heap_probe_child);
+}
+
+
+static void
+heap_probe_prepare(void)
+{
+    /* the child gets this copy: which process forked it (getppid() would
+     * say 1 once the forking one has exited, as nginx's daemon step does) */
+    heap_probe_forker = getpid();
 }
 
 
@@ -63,7 +77,7 @@ heap_probe_child(void)
     sigset_t        all, old;
 
     /* the master (forked by the nginx that was started) is left alone */
-    if (getppid() == heap_probe_exec_pid) {
+    if (heap_probe_forker == heap_probe_exec_pid) {
         return;
     }
 
@@ -87,13 +101,16 @@ heap_probe_child(void)
 static void *
 heap_probe_run(void *arg)
 {
-    int                fd, n;
+    int                fd, n, i;
     char               path[600], line[80];
+    size_t             least, u, h;
+    struct timespec    tick;
     struct mallinfo2   mi;
 
     (void) arg;
 
-    n = snprintf(path, sizeof(path), "%s/%d", heap_probe_dir, (int) getpid());
+    n = snprintf(path, sizeof(path), "%s/%d", heap_probe_dir,
+                 (int) getpid());
     if (n < 0 || (size_t) n >= sizeof(path)) {
         return NULL;
     }
@@ -104,17 +121,31 @@ heap_probe_run(void *arg)
         return NULL;
     }
 
-    for ( ;; ) {
-        mi = mallinfo2();
+    tick.tv_sec = 0;
+    tick.tv_nsec = 50 * 1000 * 1000;
 
-        n = snprintf(line, sizeof(line), "%20zu %20zu %20zu\n",
-                     mi.uordblks, mi.hblkhd, mi.uordblks + mi.hblkhd);
+    for ( ;; ) {
+        least = (size_t) -1;
+        u = 0;
+        h = 0;
+
+        for (i = 0; i < 20; i++) {
+            mi = mallinfo2();
+
+            if (mi.uordblks + mi.hblkhd < least) {
+                least = mi.uordblks + mi.hblkhd;
+                u = mi.uordblks;
+                h = mi.hblkhd;
+            }
+
+            (void) nanosleep(&tick, NULL);
+        }
+
+        n = snprintf(line, sizeof(line), "%20zu %20zu %20zu\n", u, h, least);
 
         if (n > 0 && pwrite(fd, line, n, 0) != n) {
             break;
         }
-
-        sleep(1);
     }
 
     (void) close(fd);

@@ -26,19 +26,21 @@
 # parts RssAnon, RssFile and RssShmem are read from /proc/PID/status,
 # and each worker's malloc in use (mallinfo2: uordblks + hblkhd) from
 # bench/heap_probe.c, preloaded into the gateway nginx: a thread in each
-# worker writes it once a second.  A worker life runs from the worker's
+# worker reads it every 50 ms and writes the least reading of each
+# second.  A worker life runs from the worker's
 # first sample to the next reload (after which it only shuts down); its
-# first WARM (10) seconds are its warm-up: a worker allocates what nginx
-# and the libraries make on first use in its first seconds (about 170
-# kB), and under the soak's load its RssFile (the pages of nginx, the
-# module and the libraries that it touches) is at its plateau by its
-# first sample.
+# first WARM (10) seconds are its warm-up: under the soak's load a
+# worker's malloc in use is at its plateau by its second sample (its
+# first requests make about 170 kB that nginx and the libraries keep),
+# and its RssFile (the pages of nginx, the module and the libraries that
+# it touches) by its first.
 #
 # What is checked is malloc in use, the memory that a leak keeps: its
 # floor (least sample) in the last third of the life against that in the
 # first third, under 1% of the first.  The requests in flight only add
-# to a sample and come and go; memory that leaks is in every later
-# sample and raises the floor.  RSS is printed for each life, not
+# to a reading and come and go, and the least of 20 readings a second
+# is the one with the fewest; memory that leaks is in every later
+# reading and raises the floor.  RSS is printed for each life, not
 # checked: a worker's RssAnon is malloc in use plus the free memory that
 # glibc keeps in its heap (the top pad and free chunks under a chunk in
 # use, which cannot be given back), and that part moves with the heap's
