@@ -268,7 +268,7 @@ ngx_http_gi2_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ctx = ngx_http_get_module_ctx(r, ngx_http_gi2_module);
 
 #if (NGX_THREADS)
-    if (ctx != NULL && ctx->rt != NULL && ctx->resp != NULL) {
+    if (ctx != NULL && ctx->rt != NULL) {
         return ngx_http_gi2_rt_body_filter(r, ctx, in);
     }
 #endif

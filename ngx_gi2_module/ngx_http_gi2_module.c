@@ -1339,11 +1339,6 @@ ngx_http_gi2_header_name(ngx_conf_t *cf, void *post, void *data)
 }
 
 
-/*
- * The key for every hash the module writes (prompt, consumer, user field):
- * a secret file, read once here.  Without it the hashes are not written.
- */
-
 /* gi2_response_inspection on | off | threads[=pool] */
 
 static char *
@@ -1416,6 +1411,11 @@ ngx_http_gi2_response_inspection(ngx_conf_t *cf, ngx_command_t *cmd,
     return NGX_CONF_ERROR;
 }
 
+
+/*
+ * The key for every hash the module writes (prompt, consumer, user field):
+ * a secret file, read once here.  Without it the hashes are not written.
+ */
 
 static char *
 ngx_http_gi2_hash_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

@@ -101,7 +101,7 @@ ngx_http_gi2_rt_create(ngx_http_request_t *r, ngx_http_gi2_ctx_t *ctx,
     rt->task = task;
 
     task->handler = ngx_http_gi2_rt_thread;
-    task->event.data = r;
+    task->event.data = rt;
     task->event.handler = ngx_http_gi2_rt_done;
 
     ctx->rt = rt;
@@ -383,11 +383,9 @@ ngx_http_gi2_rt_done(ngx_event_t *ev)
     ngx_http_upstream_t *u;
     ngx_http_gi2_rt_t   *rt;
 
-    r = ev->data;
+    rt = ev->data;
+    r = rt->request;
     c = r->connection;
-
-    rt = ((ngx_http_gi2_ctx_t *) ngx_http_get_module_ctx(r,
-                                                ngx_http_gi2_module))->rt;
 
     ngx_http_set_log_request(c->log, r);
 
